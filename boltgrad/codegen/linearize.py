@@ -1,0 +1,152 @@
+"""Linearize: a lowered kernel's scalar graph -> an ordered list of instructions with explicit loops.
+
+Every node is placed inside exactly the loops it depends on, so loop-invariant work (a bias load, a
+normalising constant) is hoisted out of inner loops. A REDUCE becomes an accumulator declared before its
+loops, updated inside them and read after them:
+
+    ACC            acc = identity
+    RANGE r        for r in range(n):
+      ...body...
+      ACC_UPDATE     acc = acc <op> body
+    ENDRANGE r
+    ACC_READ       (the reduced value)
+
+The instruction list is what renderers print and what the PYTHON device interprets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir.dtypes import DType, int64
+from ..ir.node import Node, const
+from ..ir.ops import Op
+from .lower import LoweredKernel, reduce_identity
+
+
+@dataclass
+class LinearProgram:
+    name: str
+    instructions: list[Node]
+    params: list[DType]  # element type of each buffer parameter, output first
+    variables: list[Node]  # VAR nodes, in the order their values are passed
+    global_range: Node | None  # the outer loop, split across threads; None for a single-iteration kernel
+    outer_size: int
+    cost: int
+    meta: dict = field(default_factory=dict)
+
+
+def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
+    store = kernel.store
+    # 1. REDUCE -> ACC / ACC_UPDATE / ACC_READ, innermost reduces first
+    memo: dict[Node, Node] = {}
+    reduces: dict[Node, tuple[tuple[Node, ...], Node]] = {}  # acc -> (its ranges, its update)
+    for n in store.toposort():
+        new_src = tuple(memo[s] for s in n.src)
+        if n.op is Op.REDUCE:
+            body, ranges = new_src[0], n.src[1:]
+            acc = Node(Op.ACC, n.dtype, (const(reduce_identity(n.arg, n.dtype), n.dtype),), (len(reduces), n.arg))
+            update = Node(Op.ACC_UPDATE, n.dtype, (acc, body), n.arg)
+            reduces[acc] = (ranges, update)
+            memo[n] = Node(Op.ACC_READ, n.dtype, (acc,))
+        else:
+            memo[n] = n if new_src == n.src else n.replace(src=new_src)
+    store = memo[store]
+
+    def deps(n: Node) -> tuple[Node, ...]:
+        if n.op is Op.ACC_READ:
+            return (n.src[0], reduces[n.src[0]][1])
+        return n.src
+
+    order = _toposort(store, deps)
+
+    # 2. which loops each node depends on
+    owner: dict[Node, Node] = {}  # reduce range -> its acc
+    for acc, (ranges, _) in reduces.items():
+        for r in ranges:
+            owner[r] = acc
+    depends: dict[Node, frozenset[Node]] = {}
+    for n in order:
+        if n.op is Op.RANGE:
+            depends[n] = frozenset([n])
+            continue
+        d = frozenset().union(*(depends[s] for s in deps(n))) if deps(n) else frozenset()
+        if n.op is Op.ACC_READ:
+            d = d - frozenset(reduces[n.src[0]][0])
+        elif n.op is Op.ACC_UPDATE:
+            d = d | frozenset(reduces[n.src[0]][0])
+        depends[n] = d
+    for acc in reduces:  # an accumulator lives where its result is read
+        depends[acc] = depends[Node(Op.ACC_READ, acc.dtype, (acc,))]
+
+    # 3. nesting: a node sits in the innermost reduce whose loops it uses, else in the output loop nest
+    def scope_of(n: Node) -> Node | None:
+        best: Node | None = None
+        for r in depends[n]:
+            acc = owner.get(r)
+            if acc is not None and (best is None or _nested_in(acc, best, depends, owner)):
+                best = acc
+        return best
+
+    out_ranges = kernel.ranges
+    level_of = {r: i + 1 for i, r in enumerate(out_ranges)}
+    placed: dict[tuple[Node | None, int], list[Node]] = {}
+    for n in order:
+        if n.op in (Op.RANGE, Op.ACC):
+            continue
+        scope = scope_of(n)
+        level = 0 if scope is not None else max((level_of.get(r, 0) for r in depends[n]), default=0)
+        placed.setdefault((scope, level), []).append(n)
+
+    instructions: list[Node] = []
+
+    def emit_group(key: tuple[Node | None, int]) -> None:
+        for n in placed.get(key, []):
+            if n.op is Op.ACC_READ:
+                acc = n.src[0]
+                ranges, _ = reduces[acc]
+                instructions.append(acc)
+                instructions.extend(ranges)
+                emit_group((acc, 0))
+                instructions.extend(Node(Op.ENDRANGE, int64, (r,)) for r in reversed(ranges))
+            instructions.append(n)
+
+    emit_group((None, 0))
+    for i, r in enumerate(out_ranges):
+        instructions.append(r)
+        emit_group((None, i + 1))
+    instructions.extend(Node(Op.ENDRANGE, int64, (r,)) for r in reversed(out_ranges))
+
+    variables = sorted({n for n in order if n.op is Op.VAR}, key=lambda v: v.arg[0])
+    global_range = out_ranges[0] if out_ranges else None
+    return LinearProgram(name, instructions, kernel.params, variables, global_range, kernel.outer_size, kernel.cost)
+
+
+def _nested_in(inner: Node, outer: Node, depends: dict[Node, frozenset[Node]], owner: dict[Node, Node]) -> bool:
+    """Whether accumulator ``inner`` is declared inside the loops of accumulator ``outer``."""
+    seen = set()
+    cur: Node | None = inner
+    while cur is not None and cur not in seen:
+        seen.add(cur)
+        parents = [owner[r] for r in depends[cur] if r in owner]
+        if outer in parents:
+            return True
+        cur = parents[0] if parents else None
+    return False
+
+
+def _toposort(root: Node, deps) -> list[Node]:
+    order: list[Node] = []
+    seen: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        stack.extend((s, False) for s in reversed(deps(node)) if s not in seen)
+    return order

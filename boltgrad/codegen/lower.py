@@ -1,0 +1,196 @@
+"""Lowering: one scheduled kernel (a tensor-level graph) -> a scalar graph over loop counters.
+
+The kernel's value is evaluated at a symbolic multi-index, one RANGE per output dimension. Each tensor op
+maps the index it is asked for to the indices of its sources ("index propagation"): a permute reorders
+them, an expand pins broadcast dims to 0, a pad shifts them and guards the read, a reshape goes through the
+flat index. Movement ops therefore never copy; they become index arithmetic, which ``ir.symbolic`` folds back
+into affine form. A fused REDUCE opens loops of its own over the reduced dims.
+
+Adjacent output dimensions are merged where the merge introduces no division or modulo, so an elementwise
+kernel over a contiguous tensor is a single flat loop the C compiler vectorises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..helpers import prod
+from ..ir.dtypes import DType, bool_, int64, min_value
+from ..ir.node import Node, const
+from ..ir.ops import ALU, Op
+from ..ir.rewrite import substitute
+from ..ir.symbolic import simplify
+
+
+@dataclass
+class LoweredKernel:
+    store: Node  # STORE(PARAM 0, index, value) over the output ranges
+    ranges: list[Node]  # output loop counters, outermost first; ranges[0] is split across threads
+    outer_size: int  # trip count of the outer loop (1 for a scalar output)
+    cost: int  # rough work per outer iteration (elements touched)
+    params: list[DType]  # element type of each buffer parameter, output first
+
+
+def reduce_identity(rop: Op, dtype: DType) -> bool | int | float:
+    if rop is Op.ADD:
+        return False if dtype == bool_ else 0.0 if dtype.is_float else 0
+    if rop is Op.MUL:
+        return True if dtype == bool_ else 1.0 if dtype.is_float else 1
+    return min_value(dtype)
+
+
+class _Lowerer:
+    def __init__(self) -> None:
+        self.memo: dict[tuple, Node] = {}
+        self.next_range = 0
+        self.reduce_work = 1
+        self.params: dict[int, DType] = {}
+
+    def new_range(self, extent: int, kind: str) -> Node:
+        r = Node(Op.RANGE, int64, (const(extent),), (self.next_range, kind))
+        self.next_range += 1
+        return r
+
+    def param(self, index: int, dtype: DType) -> Node:
+        self.params[index] = dtype
+        return Node(Op.PARAM, dtype, (), index)
+
+    def lower(self, n: Node, idx: tuple[Node, ...], valid: Node | None) -> Node:
+        key = (n, idx, valid)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self._lower(n, idx, valid)
+            self.memo[key] = hit
+        return hit
+
+    def _lower(self, n: Node, idx: tuple[Node, ...], valid: Node | None) -> Node:
+        op = n.op
+        if op in ALU or op in (Op.CAST, Op.BITCAST):
+            return Node(op, n.dtype, tuple(self.lower(s, idx, valid) for s in n.src), n.arg)
+        if op is Op.PARAM:
+            index = flat_index(idx, n.shape)
+            srcs = (self.param(n.arg[0], n.dtype), index) + ((valid,) if valid is not None else ())
+            return Node(Op.LOAD, n.dtype, srcs)
+        if op is Op.CONST:
+            return const(n.arg, n.dtype)
+        if op is Op.VAR:
+            return n.cast(n.dtype)
+        if op is Op.ARANGE:
+            return idx[0].cast(n.dtype)
+        if op in (Op.CONTIGUOUS, Op.ASSIGN):
+            return self.lower(n.src[-1], idx, valid)
+        if op is Op.RESHAPE:
+            return self.lower(n.src[0], unflatten_index(flat_index(idx, n.shape), n.src[0].shape), valid)
+        if op is Op.PERMUTE:
+            src_idx: list[Node] = [const(0)] * len(idx)
+            for i, axis in enumerate(n.arg):
+                src_idx[axis] = idx[i]
+            return self.lower(n.src[0], tuple(src_idx), valid)
+        if op is Op.EXPAND:
+            src_shape = n.src[0].shape
+            src_idx = tuple(const(0) if s == 1 and t != 1 else i for i, s, t in zip(idx, src_shape, n.shape))
+            return self.lower(n.src[0], src_idx, valid)
+        if op is Op.SHRINK:
+            return self.lower(n.src[0], tuple(i + b for i, (b, _) in zip(idx, n.arg)), valid)
+        if op is Op.FLIP:
+            flips = n.arg
+            src_idx = tuple((s - 1) - i if f else i for i, s, f in zip(idx, n.shape, flips))
+            return self.lower(n.src[0], src_idx, valid)
+        if op is Op.PAD:
+            return self._lower_pad(n, idx, valid)
+        if op is Op.REDUCE:
+            return self._lower_reduce(n, idx, valid)
+        raise NotImplementedError(f"codegen cannot lower {op.name} inside a kernel")
+
+    def _lower_pad(self, n: Node, idx: tuple[Node, ...], valid: Node | None) -> Node:
+        src_shape = n.src[0].shape
+        cond: Node | None = None
+        src_idx = []
+        for i, s, (before, _) in zip(idx, src_shape, n.arg):
+            inside = const(before - 1).lt(i).logical_and(i.lt(before + s))
+            inside = simplify(inside)
+            if not (inside.op is Op.CONST and inside.arg):
+                cond = inside if cond is None else cond.logical_and(inside)
+            src_idx.append(i - before)
+        if cond is None:
+            return self.lower(n.src[0], tuple(src_idx), valid)
+        inner_valid = cond if valid is None else valid.logical_and(cond)
+        value = self.lower(n.src[0], tuple(src_idx), inner_valid)
+        return cond.where(value, const(reduce_identity(Op.ADD, n.dtype), n.dtype))
+
+    def _lower_reduce(self, n: Node, idx: tuple[Node, ...], valid: Node | None) -> Node:
+        rop, axes = n.arg
+        src = n.src[0]
+        src_idx = list(idx)
+        ranges = []
+        for axis in axes:
+            extent = src.shape[axis]
+            if extent == 1:
+                src_idx[axis] = const(0)
+                continue
+            r = self.new_range(extent, "reduce")
+            ranges.append(r)
+            src_idx[axis] = r
+            self.reduce_work *= max(extent, 1)
+        body = self.lower(src, tuple(src_idx), valid)
+        if not ranges:
+            return body
+        return Node(Op.REDUCE, n.dtype, (body, *ranges), rop)
+
+
+def strides_of(shape: tuple[int, ...]) -> tuple[int, ...]:
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
+
+
+def flat_index(idx: tuple[Node, ...], shape: tuple[int, ...]) -> Node:
+    total = const(0)
+    for i, st, s in zip(idx, strides_of(shape), shape):
+        if s != 1:
+            total = total + i * st
+    return simplify(total)
+
+
+def unflatten_index(flat: Node, shape: tuple[int, ...]) -> tuple[Node, ...]:
+    return tuple(const(0) if s == 1 else simplify((flat // st) % s) for st, s in zip(strides_of(shape), shape))
+
+
+def _count_divmod(n: Node) -> int:
+    return sum(1 for x in n.toposort() if x.op in (Op.IDIV, Op.MOD) and x.dtype == int64)
+
+
+def lower_kernel(ast: Node) -> LoweredKernel:
+    """ast = STORE(PARAM output, value) at tensor level, as the scheduler builds it."""
+    out, value = ast.src
+    lw = _Lowerer()
+    shape = value.shape
+    dims = [k for k, s in enumerate(shape) if s != 1]
+    ranges = [lw.new_range(shape[k], "loop") for k in dims]
+    idx = [const(0)] * len(shape)
+    for k, r in zip(dims, ranges):
+        idx[k] = r
+    store_value = simplify(lw.lower(value, tuple(idx), None))
+    store = Node(Op.STORE, value.dtype, (lw.param(out.arg[0], out.dtype), flat_index(tuple(idx), shape), store_value))
+    store, ranges = _merge_ranges(lw, store, ranges)
+    outer = int(ranges[0].src[0].arg) if ranges else 1
+    inner = prod(int(r.src[0].arg) for r in ranges[1:])
+    params = [lw.params[i] for i in sorted(lw.params)]
+    return LoweredKernel(store, ranges, outer, max(1, inner * lw.reduce_work), params)
+
+
+def _merge_ranges(lw: _Lowerer, store: Node, ranges: list[Node]) -> tuple[Node, list[Node]]:
+    """Merge adjacent output loops, innermost pair first, where that adds no div/mod."""
+    k = len(ranges) - 2
+    while k >= 0:
+        a, b = ranges[k], ranges[k + 1]
+        na, nb = a.src[0].arg, b.src[0].arg
+        merged = lw.new_range(na * nb, "loop")
+        candidate = simplify(substitute(store, {a: merged // nb, b: merged % nb}))
+        if _count_divmod(candidate) <= _count_divmod(store):
+            store = candidate
+            ranges[k : k + 2] = [merged]
+        k -= 1
+    return store, ranges

@@ -1,0 +1,66 @@
+"""Every environment variable boltgrad reads, with its default and one line of doc.
+
+Nothing else in the package reads ``os.environ``; other modules import the values from here.
+``docs/config.md`` lists the same variables for users.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str
+    doc: str
+
+    def get(self) -> str:
+        return os.environ.get(self.name, self.default)
+
+
+DEBUG_VAR = EnvVar("DEBUG", "0", "0 quiet; 1 a line per realize; 2 a line per kernel; 3 the schedule; 4 kernel source")
+DEVICE_VAR = EnvVar("BOLT_DEVICE", "CPU", "the default device for new tensors (CPU, PYTHON, NULL, ...)")
+CACHE_DIR_VAR = EnvVar("BOLT_CACHE_DIR", "", "folder for compiled kernels; default ~/.cache/boltgrad (XDG_CACHE_HOME)")
+CC_VAR = EnvVar("BOLT_CC", "", "the C compiler for the CPU device; default: cc, gcc or clang found on PATH")
+CFLAGS_VAR = EnvVar("BOLT_CFLAGS", "", "extra flags appended to the C compiler's command line")
+THREADS_VAR = EnvVar("BOLT_THREADS", "0", "worker threads of the CPU runtime; 0 means one per core")
+XDG_CACHE_VAR = EnvVar("XDG_CACHE_HOME", "", "the user's cache root, used when BOLT_CACHE_DIR is not set")
+
+ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR)
+
+
+def debug_level() -> int:
+    """The DEBUG level, read each time so tests and users can change it at run time."""
+    try:
+        return int(DEBUG_VAR.get() or 0)
+    except ValueError:
+        return 0
+
+
+def default_device() -> str:
+    return DEVICE_VAR.get().upper() or "CPU"
+
+
+def cache_dir() -> str:
+    if CACHE_DIR_VAR.get():
+        return CACHE_DIR_VAR.get()
+    root = XDG_CACHE_VAR.get() or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "boltgrad")
+
+
+def c_compiler() -> str:
+    return CC_VAR.get()
+
+
+def extra_cflags() -> list[str]:
+    return CFLAGS_VAR.get().split()
+
+
+def cpu_threads() -> int:
+    try:
+        n = int(THREADS_VAR.get() or 0)
+    except ValueError:
+        n = 0
+    return n if n > 0 else (os.cpu_count() or 1)

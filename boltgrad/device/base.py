@@ -1,0 +1,85 @@
+"""What every device gives the engine: an allocator, a compiler, programs, and a way to wait.
+
+A device runs what it is given and knows nothing of tensors, schedules or renderers. The engine renders
+source for it (which renderer serves which device is the engine's table), asks the device's compiler for a
+library, takes programs out of the library by name and launches them over raw buffers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: a program, the buffer handles it reads and writes, its variable values.
+
+    ``size`` is the trip count of the kernel's outer loop, the range a device may split across threads or
+    blocks; ``cost`` estimates the work of one outer iteration so a device can tell small launches (run on one
+    thread) from large ones.
+    """
+
+    program: Any
+    buffers: tuple[Any, ...]
+    var_values: tuple[int, ...]
+    size: int
+    cost: int = 1
+
+
+class Allocator:
+    """Raw device memory. Handles are opaque to everyone but the device."""
+
+    def alloc(self, nbytes: int) -> Any:
+        raise NotImplementedError
+
+    def free(self, handle: Any, nbytes: int) -> None:
+        raise NotImplementedError
+
+    def copyin(self, handle: Any, src: memoryview) -> None:
+        """Copy host bytes into the buffer (``len(src)`` bytes from offset 0)."""
+        raise NotImplementedError
+
+    def copyout(self, dest: memoryview, handle: Any) -> None:
+        """Copy ``len(dest)`` bytes from the start of the buffer into host memory."""
+        raise NotImplementedError
+
+    def as_host_view(self, handle: Any, nbytes: int) -> memoryview | None:
+        """A zero-copy view of the buffer when it lives in host memory, else None."""
+        return None
+
+
+class Compiler:
+    """Source -> an opaque library. Implementations cache by content hash."""
+
+    def compile(self, source: str) -> Any:
+        raise NotImplementedError
+
+
+class Device:
+    """A device as the engine sees it. Subclasses set the class attributes and implement the methods."""
+
+    name: str = ""
+    renderer: str = ""  # which renderer writes its source: "c", "python" ("" means it runs nothing)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def allocator(self) -> Allocator:
+        raise NotImplementedError
+
+    @property
+    def compiler(self) -> Compiler:
+        raise NotImplementedError
+
+    def program(self, library: Any, name: str) -> Any:
+        """The kernel ``name`` out of a compiled library."""
+        raise NotImplementedError
+
+    def run(self, launches: list[Launch]) -> None:
+        """Run launches in order; each sees the writes of the ones before it."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait until everything queued on this device has finished."""

@@ -1,0 +1,324 @@
+/*
+ * boltgrad's CPU runtime: a persistent thread pool, aligned allocation, and the launch list.
+ *
+ * A kernel is a function over a slice [start, end) of its outer loop:
+ *
+ *     void kernel(void **bufs, const int64_t *vars, int64_t start, int64_t end);
+ *
+ * bolt_run() executes a whole list of launches in one native call, in order, each seeing the writes of the ones
+ * before it. A launch with little work runs on the calling thread; a larger one is cut into one contiguous
+ * chunk per thread. Workers spin for a short while after a job (so back-to-back jobs skip the wake-up cost) and
+ * then sleep on a condition variable (so an idle process costs no CPU).
+ *
+ * The file is self-contained (no header needed to build it) and uses only C11 atomics and POSIX threads, so
+ * gcc and clang build it on Linux and macOS alike. Everything platform-specific sits in the first section.
+ */
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------- platform details ---------------------------- */
+
+#if defined(_WIN32)
+#error "bolt_runtime needs POSIX threads (Linux, macOS, BSD)"
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define BOLT_CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#define BOLT_CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define BOLT_CPU_RELAX() ((void)0)
+#endif
+
+#define BOLT_EXPORT __attribute__((visibility("default")))
+#define BOLT_CACHE_LINE 64
+
+static int64_t bolt_now_ns(void) {
+  /* CLOCK_MONOTONIC exists on Linux and on macOS 10.12+. */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- public types --------------------------------- */
+
+typedef void (*bolt_kernel)(void **bufs, const int64_t *vars, int64_t start, int64_t end);
+
+/* Five 8-byte fields on every 64-bit target; the Python side packs launches as int64[5] records. */
+typedef struct {
+  bolt_kernel fn;
+  void **bufs;
+  const int64_t *vars;
+  int64_t size; /* trip count of the outer loop */
+  int64_t cost; /* estimated work of one outer iteration */
+} bolt_launch;
+
+/* The exported API, called from Python through ctypes (boltgrad/device/cpu.py declares the same signatures). */
+int bolt_init(int nthreads);
+int bolt_threads(void);
+void bolt_run(const bolt_launch *launches, int64_t count);
+void bolt_shutdown(void);
+void *bolt_alloc(int64_t nbytes);
+void bolt_free(void *ptr);
+
+/* ---------------------------------------------------------------- tuning ---------------------------------------- */
+
+#define BOLT_MAX_THREADS 256
+/* Below this many work units (size * cost) waking the other threads costs more than it saves. */
+#define BOLT_MIN_PARALLEL_WORK 32768
+/* How long an idle thread spins before it sleeps: longer than the Python gap between two back-to-back calls. */
+#define BOLT_SPIN_NS 200000
+/* Rounds of pure spinning (a pause each, a few microseconds in all) before a waiter starts yielding its core. */
+#define BOLT_PURE_SPINS 2048
+
+/* ---------------------------------------------------------------- pool state ------------------------------------ */
+
+/* Each hot atomic gets its own cache line so spinning readers do not slow the writers of its neighbours. */
+typedef struct {
+  _Alignas(BOLT_CACHE_LINE) atomic_uint value;
+} bolt_padded_counter;
+
+static bolt_padded_counter job_epoch;    /* bumped once per parallel job (and to stop the workers) */
+static bolt_padded_counter barrier_gen;  /* bumped each time all threads meet at the barrier */
+static bolt_padded_counter barrier_seen; /* how many threads have reached the current barrier */
+static atomic_int sleepers;              /* threads inside pthread_cond_wait, or about to be */
+static atomic_int stop_workers;
+
+static pthread_mutex_t sleep_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sleep_cond = PTHREAD_COND_INITIALIZER;
+/* Serialises parallel jobs, bolt_init and bolt_shutdown: two Python threads may call bolt_run at once, since
+ * ctypes releases the GIL during the call. */
+static pthread_mutex_t run_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static atomic_int wanted_threads = 1; /* what bolt_init asked for, including the calling thread */
+static atomic_int pool_size = 1;      /* threads that exist to take part in a job, including the caller */
+static int workers_running = 0;       /* pool_size - 1 worker threads exist */
+static unsigned workers_epoch0 = 0;   /* job_epoch when the workers were created */
+static pthread_t workers[BOLT_MAX_THREADS];
+
+/* The current job; written before job_epoch is bumped, read by workers after they see the bump. */
+static const bolt_launch *job_launches;
+static int64_t job_count;
+static int job_threads;
+
+/* ---------------------------------------------------------------- waiting --------------------------------------- */
+
+/* Wait until *counter differs from old: spin, then yield, for BOLT_SPIN_NS in all, then sleep.
+ *
+ * Pure spinning is fastest when every thread has a core of its own. When there are more threads than free cores
+ * (other processes, or BOLT_THREADS above the core count), a spinning waiter would hold the core the thread it
+ * waits for needs, so after a short pure spin it yields the core on every round.
+ *
+ * The sleeper increments `sleepers` and then re-reads the counter; the waker bumps the counter and then reads
+ * `sleepers` (bolt_bump). Both are sequentially consistent, so at least one of them sees the other's write:
+ * either the sleeper sees the new value and never sleeps, or the waker sees a sleeper and broadcasts under the
+ * mutex, which the sleeper holds until pthread_cond_wait releases it. No wake-up is lost. */
+static void bolt_wait_change(atomic_uint *counter, unsigned old) {
+  int64_t deadline = 0;
+  for (unsigned spins = 1;; spins++) {
+    if (atomic_load_explicit(counter, memory_order_acquire) != old) return;
+    if (spins < BOLT_PURE_SPINS) {
+      BOLT_CPU_RELAX();
+    } else {
+      sched_yield();
+    }
+    if ((spins & 63) == 0) { /* reading the clock costs more than a pause, so do it rarely */
+      int64_t now = bolt_now_ns();
+      if (deadline == 0) {
+        deadline = now + BOLT_SPIN_NS;
+      } else if (now > deadline) {
+        break;
+      }
+    }
+  }
+  pthread_mutex_lock(&sleep_mutex);
+  atomic_fetch_add(&sleepers, 1);
+  while (atomic_load(counter) == old) pthread_cond_wait(&sleep_cond, &sleep_mutex);
+  atomic_fetch_sub(&sleepers, 1);
+  pthread_mutex_unlock(&sleep_mutex);
+}
+
+/* Bump *counter (publishing every write made before it) and wake any sleeper. */
+static void bolt_bump(atomic_uint *counter) {
+  atomic_fetch_add(counter, 1);
+  if (atomic_load(&sleepers) > 0) {
+    pthread_mutex_lock(&sleep_mutex);
+    pthread_cond_broadcast(&sleep_cond);
+    pthread_mutex_unlock(&sleep_mutex);
+  }
+}
+
+/* All pool_size threads meet here; every write made before the barrier is visible after it. */
+static void bolt_barrier(int nthreads) {
+  unsigned gen = atomic_load_explicit(&barrier_gen.value, memory_order_acquire);
+  if (atomic_fetch_add_explicit(&barrier_seen.value, 1, memory_order_acq_rel) == (unsigned)nthreads - 1) {
+    atomic_store_explicit(&barrier_seen.value, 0, memory_order_relaxed);
+    bolt_bump(&barrier_gen.value); /* seq_cst: orders the reset above before the release of the others */
+  } else {
+    bolt_wait_change(&barrier_gen.value, gen);
+  }
+}
+
+/* ---------------------------------------------------------------- running launches ------------------------------ */
+
+static inline int bolt_is_parallel(const bolt_launch *launch) {
+  if (launch->size < 2) return 0;
+  int64_t cost = launch->cost > 0 ? launch->cost : 1;
+  /* Both operands are below the threshold when the product is computed, so it cannot overflow. */
+  if (launch->size >= BOLT_MIN_PARALLEL_WORK || cost >= BOLT_MIN_PARALLEL_WORK) return 1;
+  return launch->size * cost >= BOLT_MIN_PARALLEL_WORK;
+}
+
+/* Thread tid of nthreads takes one contiguous chunk; the first size % nthreads chunks are one longer. */
+static inline void bolt_run_chunk(const bolt_launch *launch, int tid, int nthreads) {
+  int64_t base = launch->size / nthreads, extra = launch->size % nthreads;
+  int64_t start = tid * base + (tid < extra ? tid : extra);
+  int64_t end = start + base + (tid < extra ? 1 : 0);
+  if (start < end) launch->fn(launch->bufs, launch->vars, start, end);
+}
+
+/* Every thread of the pool walks the same list and takes the same decisions, so they agree on the barriers
+ * without talking. A barrier separates two launches when either is parallel; consecutive serial launches all run
+ * on thread 0 and need none. The final barrier tells the caller the workers are done with the list. */
+static void bolt_run_list(int tid, int nthreads, const bolt_launch *launches, int64_t count) {
+  /* No barrier before the first launch: the workers acquired the caller's earlier writes with the job. */
+  int previous_parallel = 0;
+  for (int64_t i = 0; i < count; i++) {
+    const bolt_launch *launch = &launches[i];
+    int parallel = bolt_is_parallel(launch);
+    if (parallel || previous_parallel) bolt_barrier(nthreads);
+    if (parallel) {
+      bolt_run_chunk(launch, tid, nthreads);
+    } else if (tid == 0 && launch->size > 0) {
+      launch->fn(launch->bufs, launch->vars, 0, launch->size);
+    }
+    previous_parallel = parallel;
+  }
+  bolt_barrier(nthreads);
+}
+
+static void *bolt_worker_main(void *arg) {
+  int tid = (int)(intptr_t)arg;
+  unsigned seen = workers_epoch0; /* not a fresh load: a job may be published before this thread first runs */
+  for (;;) {
+    bolt_wait_change(&job_epoch.value, seen);
+    seen = atomic_load_explicit(&job_epoch.value, memory_order_acquire);
+    if (atomic_load(&stop_workers)) break;
+    bolt_run_list(tid, job_threads, job_launches, job_count);
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- pool lifetime (hold run_mutex) ---------------- */
+
+static void bolt_stop_workers_locked(void) {
+  if (workers_running == 0) return;
+  atomic_store(&stop_workers, 1);
+  bolt_bump(&job_epoch.value);
+  for (int i = 0; i < workers_running; i++) pthread_join(workers[i], NULL);
+  workers_running = 0;
+  atomic_store(&stop_workers, 0);
+  atomic_store(&pool_size, 1);
+}
+
+static void bolt_start_workers_locked(void) {
+  workers_epoch0 = atomic_load(&job_epoch.value);
+  atomic_store(&barrier_seen.value, 0);
+  int started = 0;
+  int wanted = atomic_load(&wanted_threads);
+  for (int i = 1; i < wanted; i++) {
+    if (pthread_create(&workers[started], NULL, bolt_worker_main, (void *)(intptr_t)i) != 0) break;
+    started++;
+  }
+  /* If the system refuses some threads, already started ones have tids 1..started, which still cover a pool of
+   * started + 1 threads. */
+  workers_running = started;
+  atomic_store(&pool_size, started + 1);
+}
+
+/* After fork() only the forking thread exists in the child: forget the workers (they are not there) and restart
+ * them lazily on the next parallel job. The prepare handler holds run_mutex so no job is half-run at the fork. */
+static void bolt_atfork_prepare(void) { pthread_mutex_lock(&run_mutex); }
+static void bolt_atfork_parent(void) { pthread_mutex_unlock(&run_mutex); }
+static void bolt_atfork_child(void) {
+  pthread_mutex_init(&sleep_mutex, NULL);
+  pthread_cond_init(&sleep_cond, NULL);
+  atomic_store(&sleepers, 0);
+  atomic_store(&stop_workers, 0);
+  workers_running = 0;
+  atomic_store(&pool_size, 1);
+  pthread_mutex_unlock(&run_mutex);
+}
+
+static pthread_once_t bolt_atfork_once = PTHREAD_ONCE_INIT;
+static void bolt_register_atfork(void) {
+  pthread_atfork(bolt_atfork_prepare, bolt_atfork_parent, bolt_atfork_child);
+}
+
+/* ---------------------------------------------------------------- public API ------------------------------------ */
+
+/* Start (or resize) the pool to nthreads threads including the caller; returns the size actually reached. */
+BOLT_EXPORT int bolt_init(int nthreads) {
+  pthread_once(&bolt_atfork_once, bolt_register_atfork);
+  if (nthreads < 1) nthreads = 1;
+  if (nthreads > BOLT_MAX_THREADS) nthreads = BOLT_MAX_THREADS;
+  pthread_mutex_lock(&run_mutex);
+  if (nthreads != atomic_load(&wanted_threads) || workers_running + 1 != nthreads) {
+    bolt_stop_workers_locked();
+    atomic_store(&wanted_threads, nthreads);
+    bolt_start_workers_locked();
+  }
+  int size = atomic_load(&pool_size);
+  pthread_mutex_unlock(&run_mutex);
+  return size;
+}
+
+BOLT_EXPORT int bolt_threads(void) { return atomic_load(&pool_size); }
+
+BOLT_EXPORT void bolt_run(const bolt_launch *launches, int64_t count) {
+  /* Fast path: nothing worth splitting, so run the list on this thread without touching the pool. */
+  int parallel = 0;
+  if (atomic_load_explicit(&wanted_threads, memory_order_relaxed) > 1) {
+    for (int64_t i = 0; i < count && !parallel; i++) parallel = bolt_is_parallel(&launches[i]);
+  }
+  if (!parallel) {
+    for (int64_t i = 0; i < count; i++) {
+      if (launches[i].size > 0) launches[i].fn(launches[i].bufs, launches[i].vars, 0, launches[i].size);
+    }
+    return;
+  }
+  pthread_mutex_lock(&run_mutex);
+  if (workers_running + 1 < atomic_load(&wanted_threads)) bolt_start_workers_locked(); /* first job after fork */
+  int nthreads = atomic_load(&pool_size);
+  job_launches = launches;
+  job_count = count;
+  job_threads = nthreads;
+  if (nthreads > 1) bolt_bump(&job_epoch.value);
+  bolt_run_list(0, nthreads, launches, count);
+  pthread_mutex_unlock(&run_mutex);
+}
+
+/* Stop the workers; a later bolt_init starts them again. */
+BOLT_EXPORT void bolt_shutdown(void) {
+  pthread_mutex_lock(&run_mutex);
+  bolt_stop_workers_locked();
+  atomic_store(&wanted_threads, 1);
+  pthread_mutex_unlock(&run_mutex);
+}
+
+/* 64-byte aligned memory (a cache line, and a full AVX-512 vector); never NULL for nbytes == 0. */
+BOLT_EXPORT void *bolt_alloc(int64_t nbytes) {
+  if (nbytes < 0) return NULL;
+  size_t rounded = ((size_t)nbytes + 63) & ~(size_t)63;
+  if (rounded == 0) rounded = 64;
+  void *ptr = NULL;
+  if (posix_memalign(&ptr, 64, rounded) != 0) return NULL;
+  return ptr;
+}
+
+BOLT_EXPORT void bolt_free(void *ptr) { free(ptr); }

@@ -1,0 +1,204 @@
+"""The engine: schedule a graph, compile what is new, plan memory, launch.
+
+Kernels are compiled once per process (looked up by their AST node) and once per machine (the device's
+compiler caches by content hash). All kernels that miss the process cache in one realize are rendered into
+one source file and compiled in one compiler call. Consecutive launches on one device go to the device in one
+``run`` call: on the CPU that is one native call for the whole realize.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import config, stats
+from ..codegen.linearize import LinearProgram, linearize
+from ..codegen.lower import lower_kernel
+from ..device.base import Launch
+from ..device.buffer import Buffer
+from ..device.registry import get_device
+from ..ir.dtypes import uint8
+from ..ir.node import Node
+from ..ir.ops import ALU, Op
+from ..render.cstyle import RENDERERS
+from ..schedule.schedule import CopyItem, KernelItem, Schedule, create_schedule
+
+
+@dataclass
+class CompiledKernel:
+    name: str
+    program: Any
+    linear: LinearProgram
+    flops_per_iteration: int
+    source: str
+
+
+_compiled: dict[tuple[str, Node], CompiledKernel] = {}
+
+
+def realize(targets: list[Node]) -> dict[Node, Buffer]:
+    """Compute every target node; returns the buffer that holds each one's value."""
+    sched = create_schedule(targets)
+    run_schedule(sched)
+    return sched.outputs
+
+
+def run_schedule(sched: Schedule) -> None:
+    if not sched.items:
+        return
+    debug = config.debug_level()
+    t0 = time.perf_counter()
+    kernels = [it for it in sched.items if isinstance(it, KernelItem)]
+    compiled = _compile_all(kernels, debug)
+    _plan_memory(sched)
+    if debug >= 3:
+        _print_schedule(sched, compiled)
+    batch: list[tuple[KernelItem, CompiledKernel]] = []
+    n_kernels = 0
+    for item in sched.items:
+        if isinstance(item, CopyItem):
+            n_kernels += _flush(batch, debug)
+            _copy(item)
+            continue
+        if batch and batch[-1][0].device != item.device:
+            n_kernels += _flush(batch, debug)
+        batch.append((item, compiled[id(item)]))
+    n_kernels += _flush(batch, debug)
+    stats.realizes += 1
+    if debug >= 1:
+        ms = (time.perf_counter() - t0) * 1e3
+        print(f"realize: {n_kernels} kernels, {len(sched.items) - len(kernels)} copies, {ms:.2f} ms", file=sys.stderr)
+
+
+def _flush(batch: list[tuple[KernelItem, CompiledKernel]], debug: int) -> int:
+    if not batch:
+        return 0
+    device = get_device(batch[0][0].device)
+    launches = []
+    for item, ck in batch:
+        if ck.linear.outer_size == 0:
+            continue
+        handles = tuple(b.ensure_allocated().handle for b in item.buffers)
+        values = tuple(item.var_values[v] for v in ck.linear.variables)
+        launches.append((Launch(ck.program, handles, values, ck.linear.outer_size, ck.linear.cost), item, ck))
+    if debug >= 2:
+        for launch, item, ck in launches:
+            t = time.perf_counter()
+            device.run([launch])
+            device.synchronize()
+            _print_kernel_line(ck, item, time.perf_counter() - t)
+    else:
+        device.run([launch for launch, _, _ in launches])
+    stats.kernels += len(launches)
+    batch.clear()
+    return len(launches)
+
+
+def _copy(item: CopyItem) -> None:
+    data = item.src.copyout()
+    item.dest.copyin(data)
+
+
+def _plan_memory(sched: Schedule) -> None:
+    """Temporaries share memory: one whose last reader has run hands its memory to the next one."""
+    temporaries = {id(b) for b in sched.temporaries}
+    last_use: dict[int, int] = {}
+    for i, item in enumerate(sched.items):
+        for b in _buffers_of(item):
+            last_use[id(b)] = i
+    free: dict[tuple[str, int], list[Buffer]] = {}
+    for i, item in enumerate(sched.items):
+        bufs = _buffers_of(item)
+        out = bufs[0]
+        if id(out) in temporaries and out.base is None and not out.allocated:
+            pool = free.get((out.device, out.nbytes))
+            out.base = pool.pop() if pool else Buffer(out.device, out.nbytes, uint8)
+        for b in bufs:
+            if id(b) in temporaries and last_use[id(b)] == i and b.base is not None:
+                free.setdefault((b.device, b.nbytes), []).append(b.base)
+
+
+def _buffers_of(item: KernelItem | CopyItem) -> list[Buffer]:
+    return item.buffers if isinstance(item, KernelItem) else [item.dest, item.src]
+
+
+def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKernel]:
+    out: dict[int, CompiledKernel] = {}
+    missing: dict[str, dict[Node, list[KernelItem]]] = {}
+    for item in kernels:
+        hit = _compiled.get((item.device, item.ast))
+        if hit is not None:
+            out[id(item)] = hit
+        else:
+            missing.setdefault(item.device, {}).setdefault(item.ast, []).append(item)
+    for device_name, by_ast in missing.items():
+        device = get_device(device_name)
+        linears = []
+        for ast in by_ast:
+            lin = linearize(lower_kernel(ast))
+            linears.append((ast, lin))
+        named = [(_kernel_name(ast, lin), lin) for ast, lin in linears]
+        if device.renderer == "python":
+            library = device.compiler.compile(dict(named))
+            sources = ["" for _ in named]
+        else:
+            renderer = RENDERERS[device.renderer or "c"]()
+            sources = [renderer.render_kernel(lin, name) for name, lin in named]
+            unit = renderer.preamble + "\n\n".join(sources) + "\n"
+            if debug >= 4:
+                print(unit, file=sys.stderr)
+            library = device.compiler.compile(unit)
+        for (ast, lin), (name, _), src in zip(linears, named, sources):
+            ck = CompiledKernel(name, device.program(library, name), lin, _flop_count(lin), src)
+            _compiled[(device_name, ast)] = ck
+            for item in by_ast[ast]:
+                out[id(item)] = ck
+    return out
+
+
+def _kernel_name(ast: Node, lin: LinearProgram) -> str:
+    kind = "r" if any(n.op is Op.ACC for n in lin.instructions) else "e"
+    shape = "_".join(str(s) for s in ast.shape) or "1"
+    digest = hashlib.sha1(_structure(lin).encode()).hexdigest()[:8]
+    return f"{kind}_{shape}_{digest}"
+
+
+def _structure(lin: LinearProgram) -> str:
+    """A text that changes whenever the kernel's code would."""
+    index = {n: i for i, n in enumerate(lin.instructions)}
+    parts = []
+    for n in lin.instructions:
+        srcs = ",".join(str(index[s]) if s in index else f"{s.op.name}:{s.arg!r}:{s.dtype.name}" for s in n.src)
+        parts.append(f"{n.op.name}:{n.dtype.name}:{n.arg!r}:{srcs}")
+    return ";".join(parts) + "|" + ",".join(d.name for d in lin.params)
+
+
+def _flop_count(lin: LinearProgram) -> int:
+    return sum(1 for n in lin.instructions if n.op in ALU and n.dtype.is_float) + sum(
+        1 for n in lin.instructions if n.op is Op.ACC_UPDATE
+    )
+
+
+def _print_kernel_line(ck: CompiledKernel, item: KernelItem, seconds: float) -> None:
+    iterations = ck.linear.outer_size * ck.linear.cost
+    gflops = ck.flops_per_iteration * iterations / max(seconds, 1e-9) / 1e9
+    nbytes = sum(b.nbytes for b in item.buffers)
+    gbs = nbytes / max(seconds, 1e-9) / 1e9
+    print(
+        f"  {ck.name:<32} {seconds * 1e6:9.1f} us  {gflops:8.2f} GFLOP/s  {gbs:8.2f} GB/s  on {item.device}",
+        file=sys.stderr,
+    )
+
+
+def _print_schedule(sched: Schedule, compiled: dict[int, CompiledKernel]) -> None:
+    print(f"schedule: {len(sched.items)} items", file=sys.stderr)
+    for i, item in enumerate(sched.items):
+        if isinstance(item, CopyItem):
+            print(f"  [{i}] copy {item.src} -> {item.dest}", file=sys.stderr)
+        else:
+            ck = compiled[id(item)]
+            bufs = ", ".join(f"#{b.uid}" for b in item.buffers)
+            print(f"  [{i}] {ck.name} out/in: {bufs}", file=sys.stderr)

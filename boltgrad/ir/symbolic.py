@@ -1,0 +1,354 @@
+"""Symbolic simplification of integer index expressions, and constant folding.
+
+Index expressions come from views: a reshape turns indices into ``(i*W + j) // W`` and ``% W``, a pad adds
+bounds checks. The rules here fold them back into plain affine arithmetic using the value ranges of loop
+counters and variables (``vmin``/``vmax``), so a kernel over a contiguous tensor reads ``buf[i*W + j]`` and
+a bounds check that is always true disappears.
+
+Integer division and modulo truncate toward zero as in C; the rules only rewrite where the operands are
+provably non-negative, where truncation and floor agree.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+from .dtypes import DType, bool_, cast_scalar
+from .node import Node, const
+from .ops import ALU, Op
+from .rewrite import Pat, PatternMatcher, graph_rewrite
+
+_range_cache: weakref.WeakKeyDictionary[Node, tuple[float, float]] = weakref.WeakKeyDictionary()
+
+_INF = math.inf
+
+
+def vrange(n: Node) -> tuple[float, float]:
+    """Bounds (lo, hi) on the value of an integer or bool expression; +-inf where unknown."""
+    hit = _range_cache.get(n)
+    if hit is None:
+        hit = _compute_range(n)
+        _range_cache[n] = hit
+    return hit
+
+
+def vmin(n: Node) -> float:
+    return vrange(n)[0]
+
+
+def vmax(n: Node) -> float:
+    return vrange(n)[1]
+
+
+def _compute_range(n: Node) -> tuple[float, float]:
+    op = n.op
+    if op is Op.CONST:
+        v = n.arg
+        return (v, v) if isinstance(v, int | bool) else (-_INF, _INF)
+    if n.dtype.is_float:
+        return (-_INF, _INF)
+    if op is Op.RANGE:
+        end = n.src[0]
+        return (0, vmax(end) - 1)
+    if op is Op.VAR:
+        return (n.arg[1], n.arg[2])
+    if op in (Op.CMPLT, Op.CMPNE, Op.AND, Op.OR) and n.dtype == bool_:
+        return (0, 1)
+    if op is Op.ADD:
+        (a0, a1), (b0, b1) = vrange(n.src[0]), vrange(n.src[1])
+        return (a0 + b0, a1 + b1)
+    if op is Op.MUL:
+        (a0, a1), (b0, b1) = vrange(n.src[0]), vrange(n.src[1])
+        products = [x * y for x in (a0, a1) for y in (b0, b1) if not (math.isinf(x) or math.isinf(y))]
+        if len(products) < 4:
+            return (-_INF, _INF)
+        return (min(products), max(products))
+    if op is Op.NEG:
+        lo, hi = vrange(n.src[0])
+        return (-hi, -lo)
+    if op is Op.IDIV and n.src[1].op is Op.CONST and n.src[1].arg > 0:
+        lo, hi = vrange(n.src[0])
+        c = n.src[1].arg
+        if lo >= 0:
+            return (lo // c, hi // c)
+        return (-(-lo // c), hi // c if hi >= 0 else -(-hi // c))
+    if op is Op.MOD and n.src[1].op is Op.CONST and n.src[1].arg > 0:
+        lo, hi = vrange(n.src[0])
+        c = n.src[1].arg
+        if lo >= 0:
+            return (0, min(hi, c - 1))
+        return (-(c - 1), c - 1)
+    if op is Op.MAX:
+        (a0, a1), (b0, b1) = vrange(n.src[0]), vrange(n.src[1])
+        return (max(a0, b0), max(a1, b1))
+    if op is Op.WHERE:
+        (a0, a1), (b0, b1) = vrange(n.src[1]), vrange(n.src[2])
+        return (min(a0, b0), max(a1, b1))
+    if op is Op.CAST and not n.src[0].dtype.is_float:
+        return vrange(n.src[0])
+    return (-_INF, _INF)
+
+
+# ---- affine sums: sum of coef * term + constant ----
+
+
+def _terms(n: Node) -> tuple[dict[Node, int], int]:
+    """Split an integer expression into {term: coefficient} and a constant."""
+    terms: dict[Node, int] = {}
+    total = 0
+    stack: list[tuple[Node, int]] = [(n, 1)]
+    while stack:
+        x, k = stack.pop()
+        if x.op is Op.ADD:
+            stack.extend((s, k) for s in x.src)
+        elif x.op is Op.CONST:
+            total += k * x.arg
+        elif x.op is Op.MUL and x.src[1].op is Op.CONST:
+            stack.append((x.src[0], k * x.src[1].arg))
+        elif x.op is Op.MUL and x.src[0].op is Op.CONST:
+            stack.append((x.src[1], k * x.src[0].arg))
+        elif x.op is Op.NEG:
+            stack.append((x.src[0], -k))
+        else:
+            terms[x] = terms.get(x, 0) + k
+    return {t: k for t, k in terms.items() if k != 0}, total
+
+
+def _combine_divmod(terms: dict[Node, int]) -> dict[Node, int]:
+    """(x // c) * (c*k) + (x % c) * k  ->  x * k, applied until nothing changes."""
+    changed = True
+    while changed:
+        changed = False
+        for t, k in list(terms.items()):
+            if t.op is not Op.MOD or t.src[1].op is not Op.CONST:
+                continue
+            x, c = t.src[0], t.src[1].arg
+            div = Node(Op.IDIV, t.dtype, (x, t.src[1]))
+            if terms.get(div) == c * k and vmin(x) >= 0:
+                del terms[t], terms[div]
+                for sub, sk in _terms(x)[0].items():
+                    terms[sub] = terms.get(sub, 0) + sk * k
+                extra = _terms(x)[1] * k
+                if extra:
+                    terms[const(1, t.dtype)] = terms.get(const(1, t.dtype), 0) + extra
+                terms = {a: b for a, b in terms.items() if b != 0}
+                changed = True
+                break
+    return terms
+
+
+def _build(terms: dict[Node, int], total: int, dtype: DType) -> Node:
+    out: Node | None = None
+    # a stable order keeps equal expressions equal nodes
+    for t, k in sorted(terms.items(), key=lambda tk: _order_key(tk[0])):
+        piece = t if k == 1 else Node(Op.MUL, dtype, (t, const(k, dtype)))
+        out = piece if out is None else Node(Op.ADD, dtype, (out, piece))
+    if out is None:
+        return const(total, dtype)
+    return out if total == 0 else Node(Op.ADD, dtype, (out, const(total, dtype)))
+
+
+def _order_key(n: Node) -> tuple:
+    if n.op is Op.RANGE:
+        return (0, n.arg[0])
+    if n.op is Op.VAR:
+        return (1, n.arg[0])
+    return (2, n.op.value, id(n))
+
+
+def _simplify_add(x: Node) -> Node | None:
+    if x.dtype.is_float or x.dtype == bool_:
+        return None
+    terms, total = _terms(x)
+    terms = _combine_divmod(terms)
+    if const(1, x.dtype) in terms:
+        total += terms.pop(const(1, x.dtype))
+    out = _build(terms, total, x.dtype)
+    return None if out is x else out
+
+
+def _simplify_div(x: Node, c: Node) -> Node | None:
+    cv = c.arg
+    if not isinstance(cv, int) or cv <= 0 or x.dtype.is_float:
+        return None
+    if cv == 1:
+        return x
+    lo, hi = vrange(x)
+    if lo >= 0 and hi < cv:
+        return const(0, x.dtype)
+    if x.op is Op.IDIV and x.src[1].op is Op.CONST and x.src[1].arg > 0 and vmin(x.src[0]) >= 0:
+        return Node(Op.IDIV, x.dtype, (x.src[0], const(x.src[1].arg * cv, x.dtype)))
+    if lo < 0:
+        return None
+    terms, total = _terms(x)
+    outside = {t: k // cv for t, k in terms.items() if k % cv == 0}
+    inside = {t: k for t, k in terms.items() if k % cv != 0}
+    quotient_const, rest_total = divmod(total, cv)
+    if not outside and quotient_const == 0:
+        return None
+    rest = _build(inside, rest_total, x.dtype)
+    if vmin(rest) < 0:
+        return None
+    quotient = _build(outside, quotient_const, x.dtype)
+    return quotient + Node(Op.IDIV, x.dtype, (rest, c)) if inside else quotient
+
+
+def _simplify_mod(x: Node, c: Node) -> Node | None:
+    cv = c.arg
+    if not isinstance(cv, int) or cv <= 0 or x.dtype.is_float:
+        return None
+    if cv == 1:
+        return const(0, x.dtype)
+    lo, hi = vrange(x)
+    if lo < 0:
+        return None
+    if hi < cv:
+        return x
+    terms, total = _terms(x)
+    kept = {t: k % cv for t, k in terms.items() if k % cv != 0}
+    rest = _build(kept, total % cv, x.dtype)
+    if vmin(rest) < 0:
+        return None
+    if vmax(rest) < cv:
+        return rest
+    if rest is x:
+        return None
+    return Node(Op.MOD, x.dtype, (rest, c))
+
+
+def _fold_const(n: Node) -> Node | None:
+    vals = [s.arg for s in n.src]
+    try:
+        v = eval_alu(n.op, n.dtype, vals)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return None
+    return const(v, n.dtype)
+
+
+def eval_alu(op: Op, dtype: DType, vals: list) -> bool | int | float:
+    """Evaluate one op on Python scalars with C's semantics (the PYTHON device uses this too)."""
+    a = vals[0]
+    if op is Op.CAST:
+        return cast_scalar(a, dtype)
+    if op is Op.ADD:
+        r = a + vals[1]
+    elif op is Op.MUL:
+        r = a * vals[1]
+    elif op is Op.MAX:
+        r = a if (a != a) or a >= vals[1] else vals[1]
+    elif op is Op.NEG:
+        r = not a if dtype == bool_ else -a
+    elif op is Op.CMPLT:
+        return a < vals[1]
+    elif op is Op.CMPNE:
+        return a != vals[1]
+    elif op is Op.WHERE:
+        return vals[1] if a else vals[2]
+    elif op is Op.IDIV:
+        r = _c_idiv(a, vals[1])
+    elif op is Op.MOD:
+        r = (a - vals[1] * _c_idiv(a, vals[1]) if vals[1] else 0) if not isinstance(a, float) else _fmod(a, vals[1])
+    elif op is Op.AND:
+        r = a & vals[1]
+    elif op is Op.OR:
+        r = a | vals[1]
+    elif op is Op.XOR:
+        r = a ^ vals[1]
+    elif op is Op.SHL:
+        r = a << vals[1]
+    elif op is Op.SHR:
+        r = a >> vals[1]
+    elif op is Op.MULACC:
+        r = a * vals[1] + vals[2]
+    elif op is Op.RECIP:
+        r = 1.0 / a if a != 0 else math.copysign(math.inf, a)
+    elif op is Op.FDIV:
+        b = vals[1]
+        r = a / b if b != 0 else (math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1, b))
+    elif op is Op.SQRT:
+        r = math.sqrt(a) if a >= 0 else math.nan
+    elif op is Op.EXP2:
+        try:
+            r = 2.0**a
+        except OverflowError:
+            r = math.inf
+    elif op is Op.LOG2:
+        r = math.log2(a) if a > 0 else (-math.inf if a == 0 else math.nan)
+    elif op is Op.SIN:
+        r = math.sin(a) if not math.isinf(a) else math.nan
+    elif op is Op.TRUNC:
+        r = float(math.trunc(a)) if not (math.isinf(a) or a != a) else a
+    else:
+        raise ValueError(f"cannot evaluate {op}")
+    return cast_scalar(r, dtype)
+
+
+def _c_idiv(a: int, b: int) -> int:
+    if b == 0:  # the renderers guard division by zero to 0 rather than crash the process
+        return 0
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _fmod(a: float, b: float) -> float:
+    return math.fmod(a, b) if b != 0 and not math.isinf(a) else math.nan
+
+
+def _where_const(c: Node, a: Node, b: Node) -> Node | None:
+    if c.op is Op.CONST:
+        return a if c.arg else b
+    if a is b:
+        return a
+    return None
+
+
+def _cmplt(a: Node, b: Node) -> Node | None:
+    if a.dtype.is_float:
+        return None
+    (a0, a1), (b0, b1) = vrange(a), vrange(b)
+    if a1 < b0:
+        return const(True, bool_)
+    if a0 >= b1:
+        return const(False, bool_)
+    return None
+
+
+def _and(a: Node, b: Node) -> Node | None:
+    if a.dtype != bool_:
+        return None
+    for x, y in ((a, b), (b, a)):
+        if x.op is Op.CONST:
+            return y if x.arg else const(False, bool_)
+    return a if a is b else None
+
+
+def _mul_identity(x: Node, c: Node) -> Node | None:
+    if c.arg == 1 and not x.dtype == bool_:
+        return x
+    if c.arg == 0 and not x.dtype.is_float:
+        return const(0, x.dtype)
+    return None
+
+
+_X, _C = Pat.any("x"), Pat.const(name="c")
+
+symbolic_rules = PatternMatcher(
+    [
+        (Pat(ALU | {Op.CAST}, name="n", predicate=lambda n: all(s.op is Op.CONST for s in n.src)), _fold_const),
+        (Pat(Op.ADD, name="x", predicate=lambda n: n.dtype.is_int), _simplify_add),
+        (Pat(Op.ADD, src=(_X, Pat.const(0))), lambda x: x),
+        (Pat(Op.MUL, src=(_X, _C)), _mul_identity),
+        (Pat(Op.MUL, name="x", predicate=lambda n: n.dtype.is_int), _simplify_add),
+        (Pat(Op.IDIV, src=(_X, _C)), _simplify_div),
+        (Pat(Op.MOD, src=(_X, _C)), _simplify_mod),
+        (Pat(Op.WHERE, src=(Pat.any("c"), Pat.any("a"), Pat.any("b"))), _where_const),
+        (Pat(Op.CMPLT, src=(Pat.any("a"), Pat.any("b"))), _cmplt),
+        (Pat(Op.AND, src=(Pat.any("a"), Pat.any("b"))), _and),
+        (Pat(Op.CAST, src=(_X,), name="n"), lambda n, x: x if x.dtype == n.dtype else None),
+    ]
+)
+
+
+def simplify(node: Node) -> Node:
+    return graph_rewrite(node, symbolic_rules)

@@ -1,0 +1,25 @@
+"""Process-wide counters: what ran, what compiled, what moved.
+
+>>> import boltgrad
+>>> boltgrad.stats.reset()
+>>> (boltgrad.Tensor([1.0, 2.0]) * 2).sum().item()
+6.0
+>>> boltgrad.stats.kernels
+1
+"""
+
+from __future__ import annotations
+
+kernels = 0  # kernels launched (copies between devices never count)
+compiles = 0  # compiler invocations (disk-cache misses)
+copy_bytes = 0  # bytes moved between host and a device or between devices
+realizes = 0  # calls into the engine that ran a schedule
+
+
+def reset() -> None:
+    global kernels, compiles, copy_bytes, realizes
+    kernels = compiles = copy_bytes = realizes = 0
+
+
+def snapshot() -> dict[str, int]:
+    return {"kernels": kernels, "compiles": compiles, "copy_bytes": copy_bytes, "realizes": realizes}

@@ -1,0 +1,324 @@
+"""Tensor: a lazy value. Operations build a graph; reading a value realizes it.
+
+    >>> from boltgrad import Tensor
+    >>> a = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> ((a * 2 + 1).relu()).sum(dim=1).tolist()
+    [8.0, 16.0]
+
+The class is assembled from mixins by concept: creation (``tensor_create``), elementwise math
+(``tensor_math``), movement and indexing (``tensor_movement``) and reductions and matmul (``tensor_reduce``).
+Every operation is written with the graph's primitives; a backend never sees anything else.
+"""
+
+from __future__ import annotations
+
+import array
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from .device.buffer import Buffer
+from .device.registry import Device_, canonicalize
+from .engine.realize import realize as engine_realize
+from .helpers import prod
+from .ir import dtypes
+from .ir.dtypes import DType, bf16_bits_to_float, bfloat16, float_to_bf16_bits, to_dtype
+from .ir.node import Node
+from .ir.ops import Op
+from .schedule.schedule import as_contiguous_buffer, buffer_view, device_of, record_realized
+from .tensor_create import CreationMixin
+from .tensor_math import MathMixin
+from .tensor_movement import MovementMixin
+from .tensor_reduce import ReduceMixin
+
+Scalar = bool | int | float
+
+
+def _infer_list(data: Any) -> tuple[tuple[int, ...], list[Any]]:
+    """Shape and flat values of a nested list, checking that it is rectangular."""
+    if isinstance(data, list | tuple):
+        if len(data) == 0:
+            return (0,), []
+        parts = [_infer_list(x) for x in data]
+        shape0 = parts[0][0]
+        for p in parts:
+            if p[0] != shape0:
+                raise ValueError(f"Tensor: ragged nested sequence: found shapes {shape0} and {p[0]} at one level")
+        return (len(data),) + shape0, [v for p in parts for v in p[1]]
+    if hasattr(data, "item") and hasattr(data, "dtype") and getattr(data, "shape", None) == ():
+        data = data.item()  # numpy/torch scalars inside lists
+    if not isinstance(data, bool | int | float):
+        raise TypeError(f"Tensor: cannot build a tensor from an element of type {type(data).__name__}")
+    return (), [data]
+
+
+def _list_dtype(values: list[Any]) -> DType:
+    if any(isinstance(v, float) for v in values):
+        return dtypes.default_float
+    if values and all(isinstance(v, bool) for v in values):
+        return dtypes.bool_
+    if not values:
+        return dtypes.default_float
+    return dtypes.default_int
+
+
+def pack_values(values: list[Any], dtype: DType) -> bytes:
+    """Python scalars -> the bytes of a buffer of ``dtype`` (ints wrap, as a cast would)."""
+    if dtype == bfloat16:
+        return array.array("H", [float_to_bf16_bits(float(v)) for v in values]).tobytes()
+    if dtype == dtypes.bool_:
+        return bytes(1 if v else 0 for v in values)
+    conv = [dtypes.cast_scalar(v, dtype) for v in values]
+    if dtype == dtypes.float16:
+        return struct.pack(f"<{len(conv)}e", *conv)
+    return array.array(dtype.fmt, conv).tobytes()
+
+
+def unpack_values(raw: bytes | bytearray, dtype: DType) -> list[Any]:
+    if dtype == bfloat16:
+        return [bf16_bits_to_float(b) for b in memoryview(raw).cast("H")]
+    if dtype == dtypes.bool_:
+        return [bool(b) for b in raw]
+    return memoryview(raw).cast(dtype.fmt).tolist()
+
+
+def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
+    if not shape:
+        return flat[0]
+    if len(shape) == 1:
+        return flat
+    step = prod(shape[1:])
+    return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
+    """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
+
+    __slots__ = ("node", "requires_grad", "grad", "__weakref__")
+    __array_priority__ = 1000  # numpy defers to our reflected operators
+
+    def __init__(
+        self,
+        data: Any,
+        device: str | None = None,
+        dtype: DType | str | None = None,
+        requires_grad: bool = False,
+    ):
+        want = to_dtype(dtype) if dtype is not None else None
+        dev = Device_.canonicalize(device)
+        if isinstance(data, Node):
+            node = data
+        elif isinstance(data, Tensor):
+            node = data.node if want is None else data.cast(want).node
+        elif type(data).__module__ == "numpy" or type(data).__name__ == "ndarray":
+            node = _from_numpy(data, dev, want)
+        elif isinstance(data, bytes | bytearray | memoryview):
+            dt = want or dtypes.uint8
+            raw = bytes(data)
+            if len(raw) % dt.itemsize:
+                raise ValueError(f"Tensor: {len(raw)} bytes is not a whole number of {dt.name} elements")
+            buf = Buffer(dev, len(raw) // dt.itemsize, dt).copyin(raw)
+            node = Node(Op.BUFFER, dt, (), buf)
+        else:
+            shape, values = _infer_list(data)
+            dt = want or (_list_dtype(values) if shape else dtypes.to_dtype(type(values[0])))
+            buf = Buffer(dev, len(values), dt)
+            buf.copyin(pack_values(values, dt))
+            node = buffer_view(Node(Op.BUFFER, dt, (), buf), shape)
+        self.node: Node = node
+        self.requires_grad = bool(requires_grad)
+        self.grad: Tensor | None = None
+        if self.requires_grad and not self.dtype.is_float:
+            raise RuntimeError(f"only floating point tensors can require gradients, not {self.dtype.name}")
+
+    @classmethod
+    def _from_node(cls, node: Node) -> Tensor:
+        t = object.__new__(cls)
+        t.node = node
+        t.requires_grad = False
+        t.grad = None
+        return t
+
+    # ---- properties ----
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.node.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self.node.dtype
+
+    @property
+    def device(self) -> str:
+        return device_of(self.node) or Device_.DEFAULT
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        return self.shape if dim is None else self.shape[self._axis(dim)]
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        try:
+            body = repr(self.tolist())
+        except Exception as e:  # repr must never raise
+            body = f"<unrealized: {e}>"
+        extra = f", dtype={self.dtype!r}" if self.dtype != dtypes.float32 else ""
+        return f"tensor({body}{extra}, device={self.device!r})"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if not self.dtype.is_int:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    # ---- running ----
+
+    def realize(self, *others: Tensor) -> Tensor:
+        """Compute this tensor (and ``others``) now; the value stays in a device buffer."""
+        Tensor.realize_all([self, *others])
+        return self
+
+    @staticmethod
+    def realize_all(tensors: Sequence[Tensor]) -> None:
+        todo = [t for t in tensors if as_contiguous_buffer(t.node) is None or t.node.op is Op.ASSIGN]
+        if not todo:
+            return
+        out = engine_realize([t.node for t in todo])
+        for t in todo:
+            buf = out[t.node]
+            view = buffer_view(Node(Op.BUFFER, buf.dtype, (), buf), t.shape)
+            record_realized(t.node, view)
+            t.node = view
+
+    def _contiguous_buffer(self) -> Buffer:
+        self.realize()
+        buf_node = as_contiguous_buffer(self.node)
+        assert buf_node is not None
+        return buf_node.arg
+
+    def _raw(self) -> bytearray:
+        if self.numel() == 0:
+            return bytearray()
+        return self._contiguous_buffer().copyout()
+
+    def tolist(self) -> Any:
+        return _nest(unpack_values(self._raw(), self.dtype), self.shape)
+
+    def item(self) -> Scalar:
+        if self.numel() != 1:
+            raise ValueError(f"item(): the tensor has {self.numel()} elements, not 1 (shape {self.shape})")
+        return unpack_values(self._raw(), self.dtype)[0]
+
+    def numpy(self) -> Any:
+        """A numpy array with a copy of the values (bfloat16 comes back as float32; numpy has no bfloat16)."""
+        import numpy as np
+
+        if self.dtype == bfloat16:
+            return self.cast(dtypes.float32).numpy()
+        np_dtype = np.dtype(self.dtype.name if self.dtype != dtypes.bool_ else "bool")
+        return np.frombuffer(bytes(self._raw()), dtype=np_dtype).reshape(self.shape).copy()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``, as in torch."""
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        if kwargs:
+            raise TypeError(f"to(): unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, DType):
+                dtype = a
+            elif isinstance(a, str) and a.split(":")[0].upper() in ("CPU", "PYTHON", "NULL", "CUDA", "REMOTE"):
+                device = a
+            else:
+                dtype = to_dtype(a)
+        out = self
+        if dtype is not None:
+            out = out.cast(to_dtype(dtype))
+        if device is not None and canonicalize(device) != self.device:
+            src = out.contiguous() if as_contiguous_buffer(out.node) is None else out
+            out = Tensor._from_node(Node(Op.COPY, src.dtype, (src.node,), canonicalize(device)))
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("CPU")
+
+    def cast(self, dtype: DType | str) -> Tensor:
+        dt = to_dtype(dtype)
+        return self if dt == self.dtype else self._from_node(Node(Op.CAST, dt, (self.node,)))
+
+    def contiguous(self) -> Tensor:
+        return self._from_node(Node(Op.CONTIGUOUS, self.dtype, (self.node,)))
+
+    def clone(self) -> Tensor:
+        return self.contiguous()
+
+    def float(self) -> Tensor:
+        return self.cast(dtypes.float32)
+
+    def half(self) -> Tensor:
+        return self.cast(dtypes.float16)
+
+    def double(self) -> Tensor:
+        return self.cast(dtypes.float64)
+
+    def int(self) -> Tensor:
+        return self.cast(dtypes.int32)
+
+    def long(self) -> Tensor:
+        return self.cast(dtypes.int64)
+
+    def bool(self) -> Tensor:
+        return self.cast(dtypes.bool_)
+
+
+def _from_numpy(arr: Any, device: str, want: DType | None) -> Node:
+    import numpy as np
+
+    arr = np.ascontiguousarray(arr)
+    name = "bool" if arr.dtype == np.bool_ else arr.dtype.name
+    if name not in dtypes.BY_NAME:
+        raise TypeError(f"Tensor: numpy dtype {arr.dtype} is not supported; use one of {list(dtypes.BY_NAME)}")
+    dt = dtypes.BY_NAME[name]
+    buf = Buffer(device, arr.size, dt)
+    if arr.size:
+        buf.copyin(arr.tobytes())
+    node = buffer_view(Node(Op.BUFFER, dt, (), buf), tuple(arr.shape))
+    return node if want is None or want == dt else Node(Op.CAST, want, (node,))
+
+
+def synchronize() -> None:
+    """Wait for all queued work on every opened device."""
+    from .device.registry import _opened
+
+    for dev in list(_opened.values()):
+        dev.synchronize()

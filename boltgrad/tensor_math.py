@@ -1,0 +1,501 @@
+"""Elementwise math, written with the primitives (EXP2, LOG2, SIN, SQRT, RECIP, NEG, TRUNC, ADD, MUL, MAX, ...).
+
+Broadcasting and type promotion follow PyTorch: Python scalars are weak (they lift the category only),
+integer inputs to float functions compute in the default float type, comparisons return bool.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from .ir import dtypes
+from .ir.dtypes import DType, promote_types, result_type_with_scalar
+from .ir.node import Node
+from .ir.ops import Op
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+LOG2_E = 1.4426950408889634
+LN_2 = 0.6931471805599453
+
+
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    ndim = max((len(s) for s in shapes), default=0)
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+class MathMixin:
+    __slots__ = ()
+    node: Node
+
+    # ---- plumbing ----
+
+    @staticmethod
+    def _is_tensor(x: Any) -> bool:
+        return isinstance(x, MathMixin)
+
+    def _to_tensor(self, x: Any) -> Tensor:
+        from .tensor import Tensor
+
+        return x if isinstance(x, Tensor) else Tensor(x, device=self.device)  # type: ignore[attr-defined]
+
+    def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if me.shape == shape:
+            return me
+        padded = (1,) * (len(shape) - len(me.shape)) + me.shape
+        return me.reshape(padded).expand(shape)
+
+    def _const_like(self, value: Any, dtype: DType | None = None, shape: tuple[int, ...] | None = None) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        from .tensor_create import const_node
+
+        dt = dtype or me.dtype
+        out = me._from_node(const_node(value, dt, me.device))
+        target = me.shape if shape is None else shape
+        return out.reshape((1,) * len(target)).expand(target) if target else out
+
+    def _operands(self, other: Any, reverse: bool = False, dtype: DType | None = None) -> tuple[Tensor, Tensor]:
+        """Both operands broadcast to one shape and promoted to one dtype (or ``dtype``)."""
+        me: Tensor = self  # type: ignore[assignment]
+        if not self._is_tensor(other) and not isinstance(other, bool | int | float):
+            other = self._to_tensor(other)
+        if self._is_tensor(other):
+            if other.device != me.device:
+                raise RuntimeError(f"expected all tensors on one device, got {me.device} and {other.device}")
+            dt = dtype or promote_types(me.dtype, other.dtype)
+            shape = broadcast_shape(me.shape, other.shape)
+            a, b = me.cast(dt)._broadcast_to(shape), other.cast(dt)._broadcast_to(shape)
+        else:
+            dt = dtype or result_type_with_scalar(me.dtype, other)
+            a = me.cast(dt)
+            b = a._const_like(other, dt)
+        return (b, a) if reverse else (a, b)
+
+    def _binary(self, op: Op, other: Any, reverse: bool = False, dtype: DType | None = None) -> Tensor:
+        a, b = self._operands(other, reverse, dtype)
+        out_dtype = dtypes.bool_ if op in (Op.CMPLT, Op.CMPNE) else a.dtype
+        return a._from_node(Node(op, out_dtype, (a.node, b.node)))
+
+    def _unary(self, op: Op) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        return me._from_node(Node(op, me.dtype, (me.node,)))
+
+    def _floating(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        return me if me.dtype.is_float else me.cast(dtypes.default_float)
+
+    # ---- arithmetic ----
+
+    def add(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self._binary(Op.ADD, other if alpha == 1 else other * alpha)
+
+    def sub(self, other: Any, alpha: Any = 1) -> Tensor:
+        a, b = self._operands(other if alpha == 1 else other * alpha)
+        if a.dtype == dtypes.bool_:
+            raise TypeError("subtraction of bool tensors is not supported; use logical_xor or ~")
+        return a._binary(Op.ADD, b._unary(Op.NEG))
+
+    def mul(self, other: Any) -> Tensor:
+        return self._binary(Op.MUL, other)
+
+    def div(self, other: Any, rounding_mode: str | None = None) -> Tensor:
+        if rounding_mode == "floor":
+            return self.floor_divide(other)
+        if rounding_mode == "trunc":
+            a, b = self._operands(other)
+            return a._binary(Op.IDIV, b) if a.dtype.is_int else a.div(b).trunc()
+        if rounding_mode is not None:
+            raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', not {rounding_mode!r}")
+        a, b = self._operands(other)
+        a, b = a._floating(), b._floating()
+        return a._binary(Op.MUL, b._unary(Op.RECIP))  # codegen renders a * (1/b) as a true division
+
+    def floor_divide(self, other: Any) -> Tensor:
+        a, b = self._operands(other)
+        if a.dtype.is_float:
+            return a.div(b).floor()
+        q = a._binary(Op.IDIV, b)
+        # IDIV truncates; step down where the signs differ and the division was inexact
+        inexact = a._binary(Op.MOD, b)._binary(Op.CMPNE, 0)
+        signs_differ = (a < 0)._binary(Op.CMPNE, b < 0)
+        return inexact.logical_and(signs_differ).where(q - 1, q)
+
+    def remainder(self, other: Any) -> Tensor:
+        a, b = self._operands(other)
+        if a.dtype.is_float:
+            return a - a.div(b).floor() * b
+        r = a._binary(Op.MOD, b)
+        fix = r._binary(Op.CMPNE, 0).logical_and((r < 0)._binary(Op.CMPNE, b < 0))
+        return fix.where(r + b, r)
+
+    def fmod(self, other: Any) -> Tensor:
+        a, b = self._operands(other)
+        return a._binary(Op.MOD, b)
+
+    def neg(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if me.dtype == dtypes.bool_:
+            raise TypeError("negation of a bool tensor is not supported; use logical_not or ~")
+        return self._unary(Op.NEG)
+
+    def reciprocal(self) -> Tensor:
+        return self._floating()._unary(Op.RECIP)
+
+    def square(self) -> Tensor:
+        return self * self
+
+    def abs(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if me.dtype == dtypes.bool_ or me.dtype.is_unsigned:
+            return me
+        return me._binary(Op.MAX, me._unary(Op.NEG))
+
+    def sign(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        s = (me > 0).cast(me.dtype) - (me < 0).cast(me.dtype) if me.dtype != dtypes.bool_ else me
+        return me.isnan().where(me, s) if me.dtype.is_float else s
+
+    def pow(self, exponent: Any) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if isinstance(exponent, int | float) and not isinstance(exponent, bool):
+            if exponent == 0:
+                return me._const_like(1, result_type_with_scalar(me.dtype, exponent))
+            if isinstance(exponent, int) or float(exponent).is_integer():
+                n = int(exponent)
+                if 0 < n <= 8 and (me.dtype.is_int or isinstance(exponent, int) or me.dtype.is_float):
+                    base = me if isinstance(exponent, int) or me.dtype.is_float else me._floating()
+                    return _power_by_squaring(base, n)
+                if -8 <= n < 0:
+                    return _power_by_squaring(me._floating(), -n).reciprocal()
+            if exponent == 0.5:
+                return me._floating().sqrt()
+        a, b = self._operands(exponent)
+        if a.dtype.is_int:
+            return a._floating().pow(b._floating()).round().cast(a.dtype)
+        base = (b * a.abs().log2()).exp2()
+        b_int = b.trunc() == b
+        b_odd = b_int.logical_and(b.fmod(2) != 0)
+        negative = (a < 0).where(b_int.where(b_odd.where(-base, base), a._const_like(math.nan)), base)
+        return (b == 0).where(a._const_like(1), negative)
+
+    def __pow__(self, x: Any) -> Tensor:
+        return self.pow(x)
+
+    def __rpow__(self, x: Any) -> Tensor:
+        a, b = self._operands(x, reverse=True)
+        return a.pow(b)
+
+    # ---- transcendental ----
+
+    def exp(self) -> Tensor:
+        return (self._floating() * LOG2_E)._unary(Op.EXP2)
+
+    def exp2(self) -> Tensor:
+        return self._floating()._unary(Op.EXP2)
+
+    def expm1(self) -> Tensor:
+        return self.exp() - 1
+
+    def log(self) -> Tensor:
+        return self._floating()._unary(Op.LOG2) * LN_2
+
+    def log2(self) -> Tensor:
+        return self._floating()._unary(Op.LOG2)
+
+    def log1p(self) -> Tensor:
+        return (self._floating() + 1).log()
+
+    def sqrt(self) -> Tensor:
+        return self._floating()._unary(Op.SQRT)
+
+    def rsqrt(self) -> Tensor:
+        return self.sqrt().reciprocal()
+
+    def sin(self) -> Tensor:
+        return self._floating()._unary(Op.SIN)
+
+    def cos(self) -> Tensor:
+        return (math.pi / 2 - self._floating())._unary(Op.SIN)
+
+    def tan(self) -> Tensor:
+        return self.sin() / self.cos()
+
+    def sigmoid(self) -> Tensor:
+        return (1 + (-self._floating()).exp()).reciprocal()
+
+    def tanh(self) -> Tensor:
+        return 2 * (2 * self._floating()).sigmoid() - 1
+
+    def relu(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        return me._binary(Op.MAX, 0)
+
+    # ---- rounding ----
+
+    def trunc(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        return me._unary(Op.TRUNC) if me.dtype.is_float else me
+
+    def floor(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if not me.dtype.is_float:
+            return me
+        t = me.trunc()
+        return (t > me).where(t - 1, t)
+
+    def ceil(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if not me.dtype.is_float:
+            return me
+        t = me.trunc()
+        return (t < me).where(t + 1, t)
+
+    def round(self) -> Tensor:
+        """Round half to even, as torch.round does."""
+        me: Tensor = self  # type: ignore[assignment]
+        if not me.dtype.is_float:
+            return me
+        f = me.floor()
+        diff = me - f
+        odd = f.fmod(2) != 0
+        up = (diff > 0.5).logical_or((diff == 0.5).logical_and(odd))
+        return up.where(f + 1, f)
+
+    # ---- comparisons and logic ----
+
+    def __lt__(self, x: Any) -> Tensor:
+        return self._binary(Op.CMPLT, x)
+
+    def __gt__(self, x: Any) -> Tensor:
+        return self._binary(Op.CMPLT, x, reverse=True)
+
+    def __le__(self, x: Any) -> Tensor:
+        return (self < x).logical_or(self == x)
+
+    def __ge__(self, x: Any) -> Tensor:
+        return (self > x).logical_or(self == x)
+
+    def __eq__(self, x: Any) -> Tensor:  # type: ignore[override]
+        return self._binary(Op.CMPNE, x).logical_not()
+
+    def __ne__(self, x: Any) -> Tensor:  # type: ignore[override]
+        return self._binary(Op.CMPNE, x)
+
+    def lt(self, x: Any) -> Tensor:
+        return self < x
+
+    def gt(self, x: Any) -> Tensor:
+        return self > x
+
+    def le(self, x: Any) -> Tensor:
+        return self <= x
+
+    def ge(self, x: Any) -> Tensor:
+        return self >= x
+
+    def eq(self, x: Any) -> Tensor:
+        return self == x
+
+    def ne(self, x: Any) -> Tensor:
+        return self != x
+
+    def isnan(self) -> Tensor:
+        return self != self
+
+    def isinf(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if not me.dtype.is_float:
+            return me._const_like(False, dtypes.bool_)
+        return (me == math.inf).logical_or(me == -math.inf)
+
+    def isfinite(self) -> Tensor:
+        return (self.isnan().logical_or(self.isinf())).logical_not()
+
+    def logical_not(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        flag = me if me.dtype == dtypes.bool_ else me._binary(Op.CMPNE, 0)
+        return flag._binary(Op.XOR, True)
+
+    def logical_and(self, x: Any) -> Tensor:
+        return self.bool()._binary(Op.AND, self._to_tensor(x).bool() if self._is_tensor(x) else bool(x))
+
+    def logical_or(self, x: Any) -> Tensor:
+        return self.bool()._binary(Op.OR, self._to_tensor(x).bool() if self._is_tensor(x) else bool(x))
+
+    def logical_xor(self, x: Any) -> Tensor:
+        return self.bool()._binary(Op.XOR, self._to_tensor(x).bool() if self._is_tensor(x) else bool(x))
+
+    def _check_integral(self, name: str) -> None:
+        me: Tensor = self  # type: ignore[assignment]
+        if me.dtype.is_float:
+            raise TypeError(f"{name} is only defined for integer and bool tensors, not {me.dtype.name}")
+
+    def bitwise_and(self, x: Any) -> Tensor:
+        self._check_integral("bitwise_and")
+        return self._binary(Op.AND, x)
+
+    def bitwise_or(self, x: Any) -> Tensor:
+        self._check_integral("bitwise_or")
+        return self._binary(Op.OR, x)
+
+    def bitwise_xor(self, x: Any) -> Tensor:
+        self._check_integral("bitwise_xor")
+        return self._binary(Op.XOR, x)
+
+    def bitwise_not(self) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        self._check_integral("bitwise_not")
+        if me.dtype == dtypes.bool_:
+            return me._binary(Op.XOR, True)
+        return me._binary(Op.XOR, dtypes.max_value(me.dtype) if me.dtype.is_unsigned else -1)
+
+    def bitwise_left_shift(self, x: Any) -> Tensor:
+        self._check_integral("<<")
+        return self._binary(Op.SHL, x)
+
+    def bitwise_right_shift(self, x: Any) -> Tensor:
+        self._check_integral(">>")
+        return self._binary(Op.SHR, x)
+
+    def maximum(self, x: Any) -> Tensor:
+        return self._binary(Op.MAX, x)
+
+    def minimum(self, x: Any) -> Tensor:
+        a, b = self._operands(x)
+        if a.dtype.is_float:
+            return -((-a)._binary(Op.MAX, -b))  # MAX propagates NaN; keep that
+        return (a < b).where(a, b)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - torch's names
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        out: Tensor = self  # type: ignore[assignment]
+        if min is not None:
+            out = out.maximum(min)
+        if max is not None:
+            out = out.minimum(max)
+        return out
+
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return self.clamp(min, max)
+
+    def where(self, x: Any, y: Any) -> Tensor:
+        """``cond.where(x, y)``: x where self is true, else y (self is the condition)."""
+        me: Tensor = self  # type: ignore[assignment]
+        cond = me if me.dtype == dtypes.bool_ else me.bool()
+        x_t = x if self._is_tensor(x) else None
+        y_t = y if self._is_tensor(y) else None
+        if x_t is not None and y_t is not None:
+            dt = promote_types(x_t.dtype, y_t.dtype)
+        elif x_t is not None:
+            dt = result_type_with_scalar(x_t.dtype, y)
+        elif y_t is not None:
+            dt = result_type_with_scalar(y_t.dtype, x)
+        else:
+            dt = dtypes.default_float if isinstance(x, float) or isinstance(y, float) else dtypes.default_int
+            if isinstance(x, bool) and isinstance(y, bool):
+                dt = dtypes.bool_
+        shapes = [cond.shape] + [t.shape for t in (x_t, y_t) if t is not None]
+        shape = broadcast_shape(*shapes)
+        xs = x_t.cast(dt)._broadcast_to(shape) if x_t is not None else cond._const_like(x, dt, shape)
+        ys = y_t.cast(dt)._broadcast_to(shape) if y_t is not None else cond._const_like(y, dt, shape)
+        c = cond._broadcast_to(shape)
+        return c._from_node(Node(Op.WHERE, dt, (c.node, xs.node, ys.node)))
+
+    # ---- operators ----
+
+    def __add__(self, x: Any) -> Tensor:
+        return self.add(x)
+
+    def __radd__(self, x: Any) -> Tensor:
+        return self._binary(Op.ADD, x, reverse=True)
+
+    def __sub__(self, x: Any) -> Tensor:
+        return self.sub(x)
+
+    def __rsub__(self, x: Any) -> Tensor:
+        a, b = self._operands(x, reverse=True)
+        return a.sub(b)
+
+    def __mul__(self, x: Any) -> Tensor:
+        return self.mul(x)
+
+    def __rmul__(self, x: Any) -> Tensor:
+        return self._binary(Op.MUL, x, reverse=True)
+
+    def __truediv__(self, x: Any) -> Tensor:
+        return self.div(x)
+
+    def __rtruediv__(self, x: Any) -> Tensor:
+        a, b = self._operands(x, reverse=True)
+        return a.div(b)
+
+    def __floordiv__(self, x: Any) -> Tensor:
+        return self.floor_divide(x)
+
+    def __rfloordiv__(self, x: Any) -> Tensor:
+        a, b = self._operands(x, reverse=True)
+        return a.floor_divide(b)
+
+    def __mod__(self, x: Any) -> Tensor:
+        return self.remainder(x)
+
+    def __rmod__(self, x: Any) -> Tensor:
+        a, b = self._operands(x, reverse=True)
+        return a.remainder(b)
+
+    def __neg__(self) -> Tensor:
+        return self.neg()
+
+    def __abs__(self) -> Tensor:
+        return self.abs()
+
+    def __and__(self, x: Any) -> Tensor:
+        return self.bitwise_and(x)
+
+    def __or__(self, x: Any) -> Tensor:
+        return self.bitwise_or(x)
+
+    def __xor__(self, x: Any) -> Tensor:
+        return self.bitwise_xor(x)
+
+    def __rand__(self, x: Any) -> Tensor:
+        return self.bitwise_and(x)
+
+    def __ror__(self, x: Any) -> Tensor:
+        return self.bitwise_or(x)
+
+    def __rxor__(self, x: Any) -> Tensor:
+        return self.bitwise_xor(x)
+
+    def __invert__(self) -> Tensor:
+        return self.bitwise_not()
+
+    def __lshift__(self, x: Any) -> Tensor:
+        return self.bitwise_left_shift(x)
+
+    def __rshift__(self, x: Any) -> Tensor:
+        return self.bitwise_right_shift(x)
+
+
+def _power_by_squaring(x: Tensor, n: int) -> Tensor:
+    result: Tensor | None = None
+    base = x
+    while n:
+        if n & 1:
+            result = base if result is None else result * base
+        n >>= 1
+        if n:
+            base = base * base
+    assert result is not None
+    return result

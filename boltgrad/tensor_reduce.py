@@ -1,0 +1,248 @@
+"""Reductions, matmul and concatenation, written with REDUCE (sum, max, prod) and the elementwise primitives.
+
+Sums of integers and bools give int64, sums of float16/bfloat16 accumulate in float32 (as PyTorch does);
+min is max of the negation (or of the bitwise complement for integers, which reverses order without
+overflow); arg-max takes the first index that attains the maximum, NaN counting as the largest value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .ir import dtypes
+from .ir.node import Node
+from .ir.ops import Op
+from .tensor_movement import normalize_axis
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+
+class ValuesIndices(NamedTuple):
+    values: Tensor
+    indices: Tensor
+
+
+def pick_dims(dim: Any, axis: Any, ndim: int) -> tuple[int, ...] | None:
+    """``dim`` or its alias ``axis`` (not both) -> sorted positive axes, or None for all."""
+    if dim is not None and axis is not None:
+        raise TypeError("give dim or axis, not both")
+    d = dim if dim is not None else axis
+    if d is None:
+        return None
+    items = d if isinstance(d, Sequence) else (d,)
+    return tuple(sorted({normalize_axis(int(x), ndim) for x in items}))
+
+
+def pick_keepdim(keepdim: bool | None, keepdims: bool | None) -> bool:
+    if keepdim is not None and keepdims is not None:
+        raise TypeError("give keepdim or keepdims, not both")
+    return bool(keepdim if keepdim is not None else keepdims)
+
+
+class ReduceMixin:
+    __slots__ = ()
+    node: Node
+
+    def _reduce(self, rop: Op, dims: tuple[int, ...] | None, keepdim: bool) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        axes = tuple(range(me.ndim)) if dims is None else dims
+        if not axes:
+            return me
+        out = me._from_node(Node(Op.REDUCE, me.dtype, (me.node,), (rop, axes)))
+        if keepdim:
+            return out
+        return out.reshape(tuple(s for i, s in enumerate(me.shape) if i not in axes))
+
+    def sum(self, dim: Any = None, keepdim: bool | None = None, dtype: Any = None, *, axis: Any = None,
+            keepdims: bool | None = None) -> Tensor:  # fmt: skip
+        me: Tensor = self  # type: ignore[assignment]
+        dims, keep = pick_dims(dim, axis, me.ndim), pick_keepdim(keepdim, keepdims)
+        if dtype is not None:
+            return me.cast(dtypes.to_dtype(dtype)).sum(dims, keep)
+        if not me.dtype.is_float:
+            return me.cast(dtypes.int64)._reduce(Op.ADD, dims, keep)
+        if me.dtype.itemsize < 4:
+            return me.cast(dtypes.float32)._reduce(Op.ADD, dims, keep).cast(me.dtype)
+        return me._reduce(Op.ADD, dims, keep)
+
+    def mean(self, dim: Any = None, keepdim: bool | None = None, dtype: Any = None, *, axis: Any = None,
+             keepdims: bool | None = None) -> Tensor:  # fmt: skip
+        me: Tensor = self  # type: ignore[assignment]
+        dims, keep = pick_dims(dim, axis, me.ndim), pick_keepdim(keepdim, keepdims)
+        src = me.cast(dtypes.to_dtype(dtype)) if dtype is not None else me
+        if not src.dtype.is_float:
+            raise TypeError(f"mean: expected a floating point input, got {src.dtype.name}; pass dtype=float32")
+        count = 1
+        for i in range(me.ndim) if dims is None else dims:
+            count *= me.shape[i]
+        total = src.sum(dims, keep)
+        return total * (1.0 / count) if count else total * float("nan")
+
+    def prod(self, dim: Any = None, keepdim: bool | None = None, dtype: Any = None, *, axis: Any = None,
+             keepdims: bool | None = None) -> Tensor:  # fmt: skip
+        me: Tensor = self  # type: ignore[assignment]
+        dims, keep = pick_dims(dim, axis, me.ndim), pick_keepdim(keepdim, keepdims)
+        src = me.cast(dtypes.to_dtype(dtype)) if dtype is not None else me
+        if not src.dtype.is_float:
+            src = src.cast(dtypes.int64)
+        return src._reduce(Op.MUL, dims, keep)
+
+    def amax(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
+             keepdims: bool | None = None) -> Tensor:  # fmt: skip
+        me: Tensor = self  # type: ignore[assignment]
+        dims = pick_dims(dim, axis, me.ndim)
+        _check_nonempty(me, dims, "amax")
+        return me._reduce(Op.MAX, dims, pick_keepdim(keepdim, keepdims))
+
+    def amin(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
+             keepdims: bool | None = None) -> Tensor:  # fmt: skip
+        me: Tensor = self  # type: ignore[assignment]
+        dims = pick_dims(dim, axis, me.ndim)
+        _check_nonempty(me, dims, "amin")
+        keep = pick_keepdim(keepdim, keepdims)
+        if me.dtype.is_float:
+            return -((-me)._reduce(Op.MAX, dims, keep))
+        return me.bitwise_not()._reduce(Op.MAX, dims, keep).bitwise_not()
+
+    def max(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
+            keepdims: bool | None = None) -> Any:  # fmt: skip
+        """``x.max()`` is a scalar tensor; ``x.max(dim)`` is ``(values, indices)``; ``x.max(other)`` is maximum."""
+        if MathLike.is_tensor(dim):
+            return self.maximum(dim)  # type: ignore[attr-defined]
+        if dim is None and axis is None:
+            return self.amax()
+        keep = pick_keepdim(keepdim, keepdims)
+        return ValuesIndices(self.amax(dim, keep, axis=axis), self.argmax(dim, keep, axis=axis))
+
+    def min(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
+            keepdims: bool | None = None) -> Any:  # fmt: skip
+        if MathLike.is_tensor(dim):
+            return self.minimum(dim)  # type: ignore[attr-defined]
+        if dim is None and axis is None:
+            return self.amin()
+        keep = pick_keepdim(keepdim, keepdims)
+        return ValuesIndices(self.amin(dim, keep, axis=axis), self.argmin(dim, keep, axis=axis))
+
+    def argmax(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
+               keepdims: bool | None = None) -> Tensor:  # fmt: skip
+        me: Tensor = self  # type: ignore[assignment]
+        keep = pick_keepdim(keepdim, keepdims)
+        dims = pick_dims(dim, axis, me.ndim)
+        if dims is None:
+            return me.reshape(-1).argmax(0)
+        if len(dims) != 1:
+            raise ValueError("argmax: dim must be a single int")
+        d = dims[0]
+        _check_nonempty(me, dims, "argmax")
+        n = me.shape[d]
+        best = me.amax(d, keepdim=True)
+        hit = (me == best).logical_or(me.isnan()) if me.dtype.is_float else me == best
+        # the first hit has the largest (n - index); bake the index in along dim d
+        countdown = _arange_along(me, n, d)
+        first = hit.where(countdown, 0)._reduce(Op.MAX, (d,), keep)
+        return (n - first).cast(dtypes.int64)
+
+    def argmin(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
+               keepdims: bool | None = None) -> Tensor:  # fmt: skip
+        me: Tensor = self  # type: ignore[assignment]
+        flipped = -me if me.dtype.is_float else me.bitwise_not()
+        return flipped.argmax(dim, keepdim, axis=axis, keepdims=keepdims)
+
+    # ---- linear algebra ----
+
+    def matmul(self, other: Tensor) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if not MathLike.is_tensor(other):
+            raise TypeError(f"matmul: expected a Tensor, got {type(other).__name__}")
+        if me.ndim == 0 or other.ndim == 0:
+            raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {me.shape} and {other.shape}")
+        a = me.reshape(1, me.shape[0]) if me.ndim == 1 else me
+        b = other.reshape(other.shape[0], 1) if other.ndim == 1 else other
+        if a.shape[-1] != b.shape[-2]:
+            raise ValueError(f"matmul: shapes {me.shape} and {other.shape} don't match: {a.shape[-1]} != {b.shape[-2]}")
+        dt = dtypes.promote_types(a.dtype, b.dtype)
+        acc = dtypes.float32 if dt.is_float and dt.itemsize < 4 else dt
+        # (..., n, 1, k) * (..., 1, m, k) summed over k
+        left = a.cast(acc).unsqueeze(-2)
+        right = b.cast(acc).transpose(-1, -2).unsqueeze(-3)
+        products = left * right
+        out = products._reduce(Op.ADD, (products.ndim - 1,), False).cast(dt)
+        if me.ndim == 1:
+            out = out.squeeze(-2)
+        if other.ndim == 1:
+            out = out.squeeze(-1)
+        return out
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matmul(other)
+
+    def __rmatmul__(self, other: Tensor) -> Tensor:
+        return other.matmul(self)  # type: ignore[arg-type]
+
+    def dot(self, other: Tensor) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        if me.ndim != 1 or other.ndim != 1:
+            raise ValueError(f"dot: expected 1-d tensors, got shapes {me.shape} and {other.shape}")
+        return self.matmul(other)
+
+
+class MathLike:
+    @staticmethod
+    def is_tensor(x: Any) -> bool:
+        from .tensor_math import MathMixin
+
+        return isinstance(x, MathMixin)
+
+
+def _check_nonempty(t: Tensor, dims: tuple[int, ...] | None, name: str) -> None:
+    axes = range(t.ndim) if dims is None else dims
+    if any(t.shape[i] == 0 for i in axes):
+        raise IndexError(f"{name}(): cannot reduce over an empty dimension of shape {t.shape}")
+
+
+def _arange_along(t: Tensor, n: int, dim: int) -> Tensor:
+    """n, n-1, ..., 1 along ``dim``, broadcast to t's shape, as int64."""
+    ramp = t._from_node(Node(Op.ARANGE, dtypes.int64, (), n))
+    countdown = n - ramp
+    shape = [1] * t.ndim
+    shape[dim] = n
+    return countdown.reshape(shape).expand(t.shape)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along ``dim``: each input padded to the full size, then summed (one fused kernel)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    first = tensors[0]
+    d = normalize_axis(dim, first.ndim)
+    dt = first.dtype
+    for t in tensors[1:]:
+        dt = dtypes.promote_types(dt, t.dtype)
+        if t.ndim != first.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != d):
+            raise ValueError(f"cat: shapes {first.shape} and {t.shape} differ outside dim {d}")
+    total = sum(t.shape[d] for t in tensors)
+    out: Tensor | None = None
+    offset = 0
+    for t in tensors:
+        n = t.shape[d]
+        pairs = [(0, 0)] * t.ndim
+        pairs[d] = (offset, total - offset - n)
+        piece = t.cast(dt).pad(pairs)
+        out = piece if out is None else out._binary(Op.OR if dt == dtypes.bool_ else Op.ADD, piece)
+        offset += n
+    assert out is not None
+    return out
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    for t in tensors[1:]:
+        if t.shape != tensors[0].shape:
+            raise ValueError(f"stack: all tensors need one shape, got {tensors[0].shape} and {t.shape}")
+    d = normalize_axis(dim, tensors[0].ndim + 1)
+    return cat([t.unsqueeze(d) for t in tensors], d)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up a development checkout: a virtual environment in .venv with boltgrad installed editable, plus the
+# test extras (pytest, numpy, torch 2.13.0, ruff). Safe to run again: an existing .venv is reused.
+#
+#   bash scripts/setup.sh            # uses python3 from PATH
+#   PYTHON=python3.12 bash scripts/setup.sh
+#
+# The CPU device also needs a C compiler (cc, gcc or clang on PATH); this script only warns if none is found.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: boltgrad needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
+  echo "setup: run again with PYTHON=/path/to/python3.11 bash scripts/setup.sh" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $("$PYTHON" --version 2>&1)"
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --disable-pip-version-check -q -e ".[test]"
+
+if ! command -v cc >/dev/null && ! command -v gcc >/dev/null && ! command -v clang >/dev/null; then
+  echo "setup: warning: no C compiler (cc, gcc, clang) on PATH; the CPU device needs one (apt-get install gcc)" >&2
+fi
+echo "setup: done; try: .venv/bin/boltgrad doctor"
