@@ -1,6 +1,6 @@
 """The ``boltgrad`` command.
 
-    boltgrad doctor      which devices work on this machine, which don't and why, and the fix
+boltgrad doctor      which devices work on this machine, which don't and why, and the fix
 """
 
 from __future__ import annotations

@@ -53,18 +53,22 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
             memo[n] = n if new_src == n.src else n.replace(src=new_src)
     store = memo[store]
 
+    # accumulators over the same loops share them: one loop nest updates every accumulator of a group
+    groups: dict[tuple[Node, ...], list[Node]] = {}
+    for acc, (ranges, _) in reduces.items():
+        groups.setdefault(ranges, []).append(acc)
+    group_of = {acc: ranges for ranges, accs in groups.items() for acc in accs}
+
     def deps(n: Node) -> tuple[Node, ...]:
         if n.op is Op.ACC_READ:
-            return (n.src[0], reduces[n.src[0]][1])
+            accs = groups[group_of[n.src[0]]]
+            return tuple(accs) + tuple(reduces[a][1] for a in accs)
         return n.src
 
     order = _toposort(store, deps)
 
     # 2. which loops each node depends on
-    owner: dict[Node, Node] = {}  # reduce range -> its acc
-    for acc, (ranges, _) in reduces.items():
-        for r in ranges:
-            owner[r] = acc
+    owner: dict[Node, tuple[Node, ...]] = {r: ranges for ranges in groups for r in ranges}
     depends: dict[Node, frozenset[Node]] = {}
     for n in order:
         if n.op is Op.RANGE:
@@ -72,27 +76,25 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
             continue
         d = frozenset().union(*(depends[s] for s in deps(n))) if deps(n) else frozenset()
         if n.op is Op.ACC_READ:
-            d = d - frozenset(reduces[n.src[0]][0])
+            d = d - frozenset(group_of[n.src[0]])
         elif n.op is Op.ACC_UPDATE:
-            d = d | frozenset(reduces[n.src[0]][0])
+            d = d | frozenset(group_of[n.src[0]])
         depends[n] = d
-    for acc in reduces:  # an accumulator lives where its result is read
-        depends[acc] = depends[Node(Op.ACC_READ, acc.dtype, (acc,))]
 
-    # 3. nesting: a node sits in the innermost reduce whose loops it uses, else in the output loop nest
-    def scope_of(n: Node) -> Node | None:
-        best: Node | None = None
+    # 3. nesting: a node sits in the innermost reduce loops it uses, else in the output loop nest
+    def scope_of(n: Node) -> tuple[Node, ...] | None:
+        best: tuple[Node, ...] | None = None
         for r in depends[n]:
-            acc = owner.get(r)
-            if acc is not None and (best is None or _nested_in(acc, best, depends, owner)):
-                best = acc
+            group = owner.get(r)
+            if group is not None and (best is None or _nested_in(group, best, groups, depends, owner)):
+                best = group
         return best
 
     out_ranges = kernel.ranges
     level_of = {r: i + 1 for i, r in enumerate(out_ranges)}
-    placed: dict[tuple[Node | None, int], list[Node]] = {}
+    placed: dict[tuple[tuple[Node, ...] | None, int], list[Node]] = {}
     for n in order:
-        if n.op in (Op.RANGE, Op.ACC):
+        if n.op in (Op.RANGE, Op.ACC, Op.SINK):
             continue
         scope = scope_of(n)
         level = 0 if scope is not None else max((level_of.get(r, 0) for r in depends[n]), default=0)
@@ -100,14 +102,16 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
 
     instructions: list[Node] = []
 
-    def emit_group(key: tuple[Node | None, int]) -> None:
+    opened: set[tuple[Node, ...]] = set()
+
+    def emit_group(key: tuple[tuple[Node, ...] | None, int]) -> None:
         for n in placed.get(key, []):
-            if n.op is Op.ACC_READ:
-                acc = n.src[0]
-                ranges, _ = reduces[acc]
-                instructions.append(acc)
+            if n.op is Op.ACC_READ and group_of[n.src[0]] not in opened:
+                ranges = group_of[n.src[0]]
+                opened.add(ranges)
+                instructions.extend(groups[ranges])
                 instructions.extend(ranges)
-                emit_group((acc, 0))
+                emit_group((ranges, 0))
                 instructions.extend(Node(Op.ENDRANGE, int64, (r,)) for r in reversed(ranges))
             instructions.append(n)
 
@@ -122,13 +126,14 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
     return LinearProgram(name, instructions, kernel.params, variables, global_range, kernel.outer_size, kernel.cost)
 
 
-def _nested_in(inner: Node, outer: Node, depends: dict[Node, frozenset[Node]], owner: dict[Node, Node]) -> bool:
-    """Whether accumulator ``inner`` is declared inside the loops of accumulator ``outer``."""
+def _nested_in(inner: tuple[Node, ...], outer: tuple[Node, ...], groups: dict, depends: dict, owner: dict) -> bool:
+    """Whether the loops of reduce group ``inner`` are opened inside the loops of group ``outer``."""
     seen = set()
-    cur: Node | None = inner
+    cur: tuple[Node, ...] | None = inner
     while cur is not None and cur not in seen:
         seen.add(cur)
-        parents = [owner[r] for r in depends[cur] if r in owner]
+        read = Node(Op.ACC_READ, groups[cur][0].dtype, (groups[cur][0],))
+        parents = [owner[r] for r in depends.get(read, ()) if r in owner]
         if outer in parents:
             return True
         cur = parents[0] if parents else None

@@ -19,7 +19,7 @@ from ..ir.dtypes import DType, bool_, int64, min_value
 from ..ir.node import Node, const
 from ..ir.ops import ALU, Op
 from ..ir.rewrite import substitute
-from ..ir.symbolic import simplify
+from ..ir.symbolic import affine_terms, simplify
 
 
 @dataclass
@@ -40,7 +40,8 @@ def reduce_identity(rop: Op, dtype: DType) -> bool | int | float:
 
 
 class _Lowerer:
-    def __init__(self) -> None:
+    def __init__(self, reduce_upcast: bool = True) -> None:
+        self.reduce_upcast = reduce_upcast
         self.memo: dict[tuple, Node] = {}
         self.next_range = 0
         self.reduce_work = 1
@@ -65,6 +66,9 @@ class _Lowerer:
 
     def _lower(self, n: Node, idx: tuple[Node, ...], valid: Node | None) -> Node:
         op = n.op
+        if op is Op.MUL and n.dtype.is_float and n.src[1].op is Op.RECIP:
+            # a * (1/b) is how the frontend spells division; render it as a correctly rounded a / b
+            return Node(Op.FDIV, n.dtype, (self.lower(n.src[0], idx, valid), self.lower(n.src[1].src[0], idx, valid)))
         if op in ALU or op in (Op.CAST, Op.BITCAST):
             return Node(op, n.dtype, tuple(self.lower(s, idx, valid) for s in n.src), n.arg)
         if op is Op.PARAM:
@@ -122,20 +126,51 @@ class _Lowerer:
         rop, axes = n.arg
         src = n.src[0]
         src_idx = list(idx)
-        ranges = []
         for axis in axes:
-            extent = src.shape[axis]
-            if extent == 1:
-                src_idx[axis] = const(0)
-                continue
-            r = self.new_range(extent, "reduce")
+            src_idx[axis] = const(0)
+        big = [axis for axis in axes if src.shape[axis] != 1]
+        if not big:
+            return self.lower(src, tuple(src_idx), valid)
+        ranges = []
+        for axis in big[:-1]:
+            src_idx[axis] = r = self.new_range(src.shape[axis], "reduce")
             ranges.append(r)
-            src_idx[axis] = r
-            self.reduce_work *= max(extent, 1)
-        body = self.lower(src, tuple(src_idx), valid)
-        if not ranges:
-            return body
-        return Node(Op.REDUCE, n.dtype, (body, *ranges), rop)
+        last, extent = big[-1], src.shape[big[-1]]
+        lanes = reduce_lanes(extent, n.dtype, len(src.toposort())) if self.reduce_upcast else 1
+        r = self.new_range(-(-extent // lanes), "reduce")
+        ranges.append(r)
+        self.reduce_work *= prod(src.shape[a] for a in big)
+        # ``lanes`` accumulators over one loop: independent chains the C compiler turns into vector adds
+        partials = []
+        for lane in range(lanes):
+            pos = r * lanes + lane if lanes > 1 else r
+            guard = simplify(pos.lt(extent)) if extent % lanes else None
+            if guard is not None and guard.op is Op.CONST and guard.arg:
+                guard = None
+            src_idx[last] = pos
+            body = self.lower(src, tuple(src_idx), valid if guard is None else _and(valid, guard))
+            if guard is not None:
+                body = guard.where(body, const(reduce_identity(rop, n.dtype), n.dtype))
+            partials.append(Node(Op.REDUCE, n.dtype, (body, *ranges), rop))
+        while len(partials) > 1:  # combine as a balanced tree
+            partials = [Node(rop, n.dtype, (a, b)) for a, b in zip(partials[::2], partials[1::2])] + (
+                [partials[-1]] if len(partials) % 2 else []
+            )
+        return partials[0]
+
+
+def _and(a: Node | None, b: Node) -> Node:
+    return b if a is None else a.logical_and(b)
+
+
+def reduce_lanes(extent: int, dtype: DType, body_size: int) -> int:
+    """How many accumulators a reduce loop keeps: enough for a vector register, fewer for big bodies."""
+    if extent < 32:
+        return 1
+    lanes = 16 if dtype.itemsize <= 4 and extent >= 256 else 8
+    while lanes > 2 and lanes * body_size > 400:
+        lanes //= 2
+    return lanes
 
 
 def strides_of(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -163,9 +198,31 @@ def _count_divmod(n: Node) -> int:
 
 
 def lower_kernel(ast: Node) -> LoweredKernel:
-    """ast = STORE(PARAM output, value) at tensor level, as the scheduler builds it."""
+    """ast = STORE(PARAM output, value) at tensor level, as the scheduler builds it.
+
+    Two register-level choices are made from the loads' index expressions: a reduce whose loads are contiguous
+    along its loop keeps several accumulators over that loop (``reduce_lanes``); a reduce whose loads are
+    strided along its loop but contiguous along the innermost output dim computes several outputs per loop
+    instead (an output upcast), so each iteration reads a contiguous run, as a column sum or a matmul wants.
+    """
+    store, ranges, _ = _lower_once(ast, reduce_upcast=False)
+    upcast = _output_upcast(store, ranges)
+    store, ranges, lw = _lower_once(ast, reduce_upcast=upcast == 1)
+    if upcast > 1:
+        inner = ranges[-1]
+        blocked = Node(Op.RANGE, int64, (const(inner.src[0].arg // upcast),), (lw.next_range, "loop"))
+        stores = [simplify(substitute(store, {inner: blocked * upcast + u})) for u in range(upcast)]
+        store = Node(Op.SINK, store.dtype, tuple(stores))
+        ranges = ranges[:-1] + [blocked]
+    outer = int(ranges[0].src[0].arg) if ranges else 1
+    inner_size = prod(int(r.src[0].arg) for r in ranges[1:])
+    params = [lw.params[i] for i in sorted(lw.params)]
+    return LoweredKernel(store, ranges, outer, max(1, inner_size * lw.reduce_work * upcast), params)
+
+
+def _lower_once(ast: Node, reduce_upcast: bool) -> tuple[Node, list[Node], _Lowerer]:
     out, value = ast.src
-    lw = _Lowerer()
+    lw = _Lowerer(reduce_upcast)
     shape = value.shape
     dims = [k for k, s in enumerate(shape) if s != 1]
     ranges = [lw.new_range(shape[k], "loop") for k in dims]
@@ -175,10 +232,28 @@ def lower_kernel(ast: Node) -> LoweredKernel:
     store_value = simplify(lw.lower(value, tuple(idx), None))
     store = Node(Op.STORE, value.dtype, (lw.param(out.arg[0], out.dtype), flat_index(tuple(idx), shape), store_value))
     store, ranges = _merge_ranges(lw, store, ranges)
-    outer = int(ranges[0].src[0].arg) if ranges else 1
-    inner = prod(int(r.src[0].arg) for r in ranges[1:])
-    params = [lw.params[i] for i in sorted(lw.params)]
-    return LoweredKernel(store, ranges, outer, max(1, inner * lw.reduce_work), params)
+    return store, ranges, lw
+
+
+def _output_upcast(store: Node, ranges: list[Node]) -> int:
+    """How many outputs of the innermost output dim one reduce loop should compute (1: no upcast)."""
+    nodes = store.toposort()
+    reduce_ranges = {n for n in nodes if n.op is Op.RANGE and n.arg[1] == "reduce"}
+    if not ranges or not reduce_ranges:
+        return 1
+    inner = ranges[-1]
+    wants = False
+    for n in nodes:
+        if n.op is not Op.LOAD:
+            continue
+        terms, _ = affine_terms(n.src[1])
+        contiguous_in_reduce = any(terms.get(r) == 1 for r in reduce_ranges)
+        if terms.get(inner) == 1 and not contiguous_in_reduce:
+            wants = True
+    if not wants:
+        return 1
+    extent = inner.src[0].arg
+    return next((j for j in (16, 8, 4, 2) if extent % j == 0 and extent >= 2 * j), 1)
 
 
 def _merge_ranges(lw: _Lowerer, store: Node, ranges: list[Node]) -> tuple[Node, list[Node]]:

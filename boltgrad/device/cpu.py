@@ -33,7 +33,7 @@ from pathlib import Path
 
 from boltgrad import config, stats
 from boltgrad.device import compile_cache
-from boltgrad.device.base import Allocator, Compiler, Device, Launch
+from boltgrad.device.base import CachingAllocator, Compiler, Device, Launch
 from boltgrad.errors import CompileError, DeviceUnavailable
 
 RUNTIME_SOURCE = Path(__file__).with_name("runtime") / "bolt_runtime.c"
@@ -207,21 +207,22 @@ def load_runtime() -> CPURuntime:
 # ---------------------------------------------------------------- allocator
 
 
-class CPUAllocator(Allocator):
+class CPUAllocator(CachingAllocator):
     """64-byte aligned host memory from bolt_alloc; a handle is the address as an int."""
 
     def __init__(self, runtime: CPURuntime):
-        self._alloc = runtime.alloc
-        self._free = runtime.free
+        super().__init__()
+        self._runtime_alloc = runtime.alloc
+        self._runtime_free = runtime.free
 
-    def alloc(self, nbytes: int) -> int:
-        address = self._alloc(nbytes)
+    def _raw_alloc(self, nbytes: int) -> int:
+        address = self._runtime_alloc(nbytes)
         if not address:
             raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
         return address
 
-    def free(self, handle: int, nbytes: int = 0) -> None:
-        self._free(handle)
+    def _raw_free(self, handle: int, nbytes: int = 0) -> None:
+        self._runtime_free(handle)
 
     def copyin(self, handle: int, src: memoryview) -> None:
         src = src.cast("B") if src.format != "B" or src.ndim != 1 else src

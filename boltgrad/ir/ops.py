@@ -67,6 +67,7 @@ class Op(Enum):
     ACC_READ = auto()  # src = (acc,): the accumulated value after its loops close
     ENDRANGE = auto()  # src = (range,)
     FDIV = auto()  # a / b for floats
+    SINK = auto()  # src = the stores of a kernel that writes several places
 
 
 UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.NEG, Op.TRUNC})

@@ -115,6 +115,11 @@ def _terms(n: Node) -> tuple[dict[Node, int], int]:
     return {t: k for t, k in terms.items() if k != 0}, total
 
 
+def affine_terms(n: Node) -> tuple[dict[Node, int], int]:
+    """An integer expression as ({term: coefficient}, constant)."""
+    return _terms(n)
+
+
 def _combine_divmod(terms: dict[Node, int]) -> dict[Node, int]:
     """(x // c) * (c*k) + (x % c) * k  ->  x * k, applied until nothing changes."""
     changed = True
