@@ -72,7 +72,7 @@ def randn_like(t: Tensor, dtype=None, device=None) -> Tensor:
 def where(condition: Tensor, x, y) -> Tensor:
     if not isinstance(condition, Tensor):
         raise TypeError(f"where: the condition must be a Tensor, got {type(condition).__name__}")
-    return condition.where(x, y)
+    return condition._select(x, y)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:

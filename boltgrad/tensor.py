@@ -269,6 +269,64 @@ class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
             out = Tensor._from_node(Node(Op.COPY, src.dtype, (src.node,), canonicalize(device)))
         return out
 
+    # ---- in place ----
+
+    def assign(self, value: Any) -> Tensor:
+        """Write ``value`` into this tensor's memory (lazily: it happens when this tensor is realized).
+
+        Other tensors built from this one before the assign keep reading its memory, so realize them first
+        if they must see the old value. Works on leaves that require grad (optimizers use it).
+        """
+        src = value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)
+        if src.device != self.device:
+            raise RuntimeError(f"assign: value is on {src.device} but the tensor is on {self.device}")
+        if src.shape != self.shape:
+            try:
+                src = src._broadcast_to(self.shape)
+            except ValueError:
+                raise ValueError(f"assign: value of shape {src.shape} does not fit a tensor of shape {self.shape}")
+        src = src.cast(self.dtype)
+        if as_contiguous_buffer(self.node) is None:
+            self.realize()
+        self.node = Node(Op.ASSIGN, self.dtype, (self.node, src.node))
+        return self
+
+    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self.assign(self.add(other, alpha=alpha))
+
+    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
+        return self.assign(self.sub(other, alpha=alpha))
+
+    def mul_(self, other: Any) -> Tensor:
+        return self.assign(self * other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self.assign(self / other)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - torch's names
+        return self.assign(self.clamp(min, max))
+
+    def zero_(self) -> Tensor:
+        return self.assign(self._const_like(0))
+
+    def fill_(self, value: Any) -> Tensor:
+        return self.assign(self._const_like(value))
+
+    def copy_(self, src: Any) -> Tensor:
+        return self.assign(src)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
     def cpu(self) -> Tensor:
         return self.to("CPU")
 

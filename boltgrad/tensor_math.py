@@ -128,7 +128,7 @@ class MathMixin:
         # IDIV truncates; step down where the signs differ and the division was inexact
         inexact = a._binary(Op.MOD, b)._binary(Op.CMPNE, 0)
         signs_differ = (a < 0)._binary(Op.CMPNE, b < 0)
-        return inexact.logical_and(signs_differ).where(q - 1, q)
+        return inexact.logical_and(signs_differ)._select(q - 1, q)
 
     def remainder(self, other: Any) -> Tensor:
         a, b = self._operands(other)
@@ -136,7 +136,7 @@ class MathMixin:
             return a - a.div(b).floor() * b
         r = a._binary(Op.MOD, b)
         fix = r._binary(Op.CMPNE, 0).logical_and((r < 0)._binary(Op.CMPNE, b < 0))
-        return fix.where(r + b, r)
+        return fix._select(r + b, r)
 
     def fmod(self, other: Any) -> Tensor:
         a, b = self._operands(other)
@@ -163,7 +163,7 @@ class MathMixin:
     def sign(self) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
         s = (me > 0).cast(me.dtype) - (me < 0).cast(me.dtype) if me.dtype != dtypes.bool_ else me
-        return me.isnan().where(me, s) if me.dtype.is_float else s
+        return me.isnan()._select(me, s) if me.dtype.is_float else s
 
     def pow(self, exponent: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
@@ -185,8 +185,8 @@ class MathMixin:
         base = (b * a.abs().log2()).exp2()
         b_int = b.trunc() == b
         b_odd = b_int.logical_and(b.fmod(2) != 0)
-        negative = (a < 0).where(b_int.where(b_odd.where(-base, base), a._const_like(math.nan)), base)
-        return (b == 0).where(a._const_like(1), negative)
+        negative = (a < 0)._select(b_int._select(b_odd._select(-base, base), a._const_like(math.nan)), base)
+        return (b == 0)._select(a._const_like(1), negative)
 
     def __pow__(self, x: Any) -> Tensor:
         return self.pow(x)
@@ -251,14 +251,14 @@ class MathMixin:
         if not me.dtype.is_float:
             return me
         t = me.trunc()
-        return (t > me).where(t - 1, t)
+        return (t > me)._select(t - 1, t)
 
     def ceil(self) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
         if not me.dtype.is_float:
             return me
         t = me.trunc()
-        return (t < me).where(t + 1, t)
+        return (t < me)._select(t + 1, t)
 
     def round(self) -> Tensor:
         """Round half to even, as torch.round does."""
@@ -269,7 +269,7 @@ class MathMixin:
         diff = me - f
         odd = f.fmod(2) != 0
         up = (diff > 0.5).logical_or((diff == 0.5).logical_and(odd))
-        return up.where(f + 1, f)
+        return up._select(f + 1, f)
 
     # ---- comparisons and logic ----
 
@@ -374,7 +374,7 @@ class MathMixin:
         a, b = self._operands(x)
         if a.dtype.is_float:
             return -((-a)._binary(Op.MAX, -b))  # MAX propagates NaN; keep that
-        return (a < b).where(a, b)
+        return (a < b)._select(a, b)
 
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - torch's names
         if min is None and max is None:
@@ -389,8 +389,13 @@ class MathMixin:
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
         return self.clamp(min, max)
 
-    def where(self, x: Any, y: Any) -> Tensor:
-        """``cond.where(x, y)``: x where self is true, else y (self is the condition)."""
+    def where(self, condition: Any, other: Any) -> Tensor:
+        """torch's method: self where ``condition`` is true, else ``other``."""
+        cond = condition if self._is_tensor(condition) else self._to_tensor(condition)
+        return cond._select(self, other)
+
+    def _select(self, x: Any, y: Any) -> Tensor:
+        """``cond._select(x, y)``: x where self (the condition) is true, else y; broadcast and promoted."""
         me: Tensor = self  # type: ignore[assignment]
         cond = me if me.dtype == dtypes.bool_ else me.bool()
         x_t = x if self._is_tensor(x) else None

@@ -164,7 +164,7 @@ class MovementMixin:
         out = base._view(Op.PAD, widths)
         if value != 0:
             inside = base._const_like(True, _bool())._view(Op.PAD, widths)
-            out = inside.where(out, value)
+            out = inside._select(out, value)
         return out
 
     def __getitem__(self, index: Any) -> Tensor:

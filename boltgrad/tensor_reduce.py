@@ -141,7 +141,7 @@ class ReduceMixin:
         hit = (me == best).logical_or(me.isnan()) if me.dtype.is_float else me == best
         # the first hit has the largest (n - index); bake the index in along dim d
         countdown = _arange_along(me, n, d)
-        first = hit.where(countdown, 0)._reduce(Op.MAX, (d,), keep)
+        first = hit._select(countdown, 0)._reduce(Op.MAX, (d,), keep)
         return (n - first).cast(dtypes.int64)
 
     def argmin(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,

@@ -216,7 +216,8 @@ def lower_kernel(ast: Node) -> LoweredKernel:
         ranges = ranges[:-1] + [blocked]
     outer = int(ranges[0].src[0].arg) if ranges else 1
     inner_size = prod(int(r.src[0].arg) for r in ranges[1:])
-    params = [lw.params[i] for i in sorted(lw.params)]
+    declared = {n.arg[0]: n.dtype for n in ast.toposort() if n.op is Op.PARAM}
+    params = [declared[i] for i in range(max(declared) + 1)]
     return LoweredKernel(store, ranges, outer, max(1, inner_size * lw.reduce_work * upcast), params)
 
 

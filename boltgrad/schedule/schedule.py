@@ -71,13 +71,38 @@ def as_contiguous_buffer(n: Node) -> Node | None:
 
 
 def device_of(n: Node) -> str:
-    """The device a graph computes on: that of its buffers (COPY nodes name theirs)."""
-    for x in n.toposort():
+    """The device a graph computes on: that of its buffers and constants; a COPY names its target device."""
+    stack, seen = [n], set()
+    while stack:
+        x = stack.pop()
         if x.op is Op.BUFFER:
             return x.arg.device
         if x.op in (Op.COPY, Op.DEVICE):
             return x.arg
+        for s in x.src:
+            if s not in seen:
+                seen.add(s)
+                stack.append(s)
     return ""
+
+
+def toposort_until(root: Node, stop: set[Node]) -> list[Node]:
+    """Like ``root.toposort()``, without descending below nodes in ``stop`` (they are still listed)."""
+    order: list[Node] = []
+    seen: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        if node is root or node not in stop:
+            stack.extend((s, False) for s in reversed(node.src) if s not in seen)
+    return order
 
 
 def _resolve(root: Node, memo: dict[Node, Node]) -> Node:
@@ -106,7 +131,7 @@ def _materialized(targets: list[Node]) -> set[Node]:
         for n in t.toposort():
             if n.op in (Op.CONTIGUOUS, Op.ASSIGN, Op.COPY):
                 chosen.add(n)
-            if n.op is Op.COPY:
+            if n.op is Op.COPY and as_contiguous_buffer(n.src[0]) is None:
                 chosen.add(n.src[0])  # a copy moves a whole buffer
             if n.op is Op.REDUCE and len(parents.get(n, ())) > 1:
                 chosen.add(n)
@@ -135,19 +160,110 @@ def _materialized(targets: list[Node]) -> set[Node]:
     return chosen
 
 
-def create_schedule(targets: list[Node]) -> Schedule:
-    memo: dict[Node, Node] = {}
-    resolved = [_resolve(t, memo) for t in targets]
-    chosen = _materialized(resolved)
-    sched = Schedule()
-    buffers: dict[Node, Buffer] = {}
-    order: list[Node] = []
+def _target_buffer(assign: Node) -> Buffer:
+    target = as_contiguous_buffer(assign.src[0])
+    if target is None:
+        raise ValueError("assign: the target must be a realized, contiguous tensor; call .contiguous() first")
+    return target.arg
+
+
+def _assign_reads_shifted(assign: Node, chosen: set[Node]) -> bool:
+    """Whether the value written by ``assign`` reads its own target at other positions than it writes.
+
+    Writing in place is safe when every read of the target is at the element being written: the target's
+    buffer is read whole-shape and only elementwise ops sit above it.
+    """
+    target = _target_buffer(assign)
+    value = assign.src[1]
+    if value in chosen:
+        return False
+    nodes = toposort_until(value, chosen)
+    parents: dict[Node, list[Node]] = {}
+    for n in nodes:
+        for s in n.src:
+            parents.setdefault(s, []).append(n)
+    for n in nodes:
+        if n.op is not Op.BUFFER or n.arg is not target:
+            continue
+        for view in parents.get(n, []):
+            whole = view if view.shape == assign.shape else None
+            if view.op is Op.RESHAPE and whole is not None:
+                users = parents.get(view, [])
+            elif view.op in ELEMENTWISE and n.shape == assign.shape:
+                users = [view]
+            else:
+                return True
+            if any(u.op not in ELEMENTWISE for u in users):
+                return True
+    return False
+
+
+def _kernel_order(resolved: list[Node], chosen: set[Node]) -> list[Node]:
+    """Materialized nodes in an order where inputs come first and every read of a buffer that an ASSIGN
+    overwrites runs before the ASSIGN."""
+    first_seen: list[Node] = []
     seen: set[Node] = set()
     for t in resolved:
         for n in t.toposort():
             if n in chosen and n not in seen:
                 seen.add(n)
-                order.append(n)
+                first_seen.append(n)
+    deps: dict[Node, set[Node]] = {}
+    reads: dict[Node, set[int]] = {}
+    for c in first_seen:
+        body = toposort_until(c, chosen)
+        deps[c] = {x for x in body if x in chosen and x is not c}
+        reads[c] = {id(x.arg) for x in body if x.op is Op.BUFFER}
+    for a in first_seen:
+        if a.op is not Op.ASSIGN:
+            continue
+        target = id(_target_buffer(a))
+        for c in first_seen:
+            if c is not a and target in reads[c] and not _depends_on(c, a, deps):
+                deps[a].add(c)
+    order: list[Node] = []
+    done: set[Node] = set()
+
+    def visit(n: Node, path: set[Node]) -> None:
+        if n in done:
+            return
+        if n in path:
+            raise RuntimeError("schedule: a tensor reads a buffer that an assign in the same realize overwrites")
+        path.add(n)
+        for d in sorted(deps[n], key=first_seen.index):
+            visit(d, path)
+        path.discard(n)
+        done.add(n)
+        order.append(n)
+
+    for n in first_seen:
+        visit(n, set())
+    return order
+
+
+def _depends_on(node: Node, other: Node, deps: dict[Node, set[Node]]) -> bool:
+    stack, seen = [node], set()
+    while stack:
+        x = stack.pop()
+        if x is other:
+            return True
+        for d in deps.get(x, ()):
+            if d not in seen:
+                seen.add(d)
+                stack.append(d)
+    return False
+
+
+def create_schedule(targets: list[Node]) -> Schedule:
+    memo: dict[Node, Node] = {}
+    resolved = [_resolve(t, memo) for t in targets]
+    chosen = _materialized(resolved)
+    for n in list(chosen):
+        if n.op is Op.ASSIGN and _assign_reads_shifted(n, chosen):
+            chosen.add(n.src[1])  # compute the new value into a temporary first, then write it
+    sched = Schedule()
+    buffers: dict[Node, Buffer] = {}
+    order = _kernel_order(resolved, chosen)
 
     for n in order:
         if n.op is Op.COPY:
@@ -157,10 +273,7 @@ def create_schedule(targets: list[Node]) -> Schedule:
             sched.items.append(CopyItem(dest, src_buf))
             continue
         if n.op is Op.ASSIGN:
-            target = as_contiguous_buffer(n.src[0])
-            if target is None:
-                raise ValueError("assign: the target must be a realized, contiguous tensor; call .contiguous() first")
-            out = target.arg
+            out = _target_buffer(n)
         else:
             out = Buffer(device_of(n) or Device_.DEFAULT, prod(n.shape), n.dtype)
         buffers[n] = out
@@ -202,8 +315,9 @@ def _kernel_item(root: Node, out: Buffer, chosen: set[Node], buffers: dict[Node,
             key = params[buf] = Node(Op.PARAM, dtype, (), (len(bufs) - 1, (buf.size,)))
         return key if shape == (buf.size,) else Node(Op.RESHAPE, dtype, (key,), shape)
 
-    for n in value.toposort():
-        if (n in chosen and n is not value and n is not root) or n.op is Op.BUFFER:
+    order = [value] if value in chosen and value is not root else toposort_until(value, chosen)
+    for n in order:
+        if (n in chosen and n is not root) or n.op is Op.BUFFER:
             buf = buffers[n] if n in buffers else n.arg
             memo[n] = param_for(buf, n.shape, n.dtype)
         elif n.op is Op.BIND:
