@@ -284,7 +284,8 @@ class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
             try:
                 src = src._broadcast_to(self.shape)
             except ValueError:
-                raise ValueError(f"assign: value of shape {src.shape} does not fit a tensor of shape {self.shape}")
+                msg = f"assign: value of shape {src.shape} does not fit a tensor of shape {self.shape}"
+                raise ValueError(msg) from None
         src = src.cast(self.dtype)
         if as_contiguous_buffer(self.node) is None:
             self.realize()
