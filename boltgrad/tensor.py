@@ -25,7 +25,7 @@ from .ir import dtypes
 from .ir.dtypes import DType, bf16_bits_to_float, bfloat16, float_to_bf16_bits, to_dtype
 from .ir.node import Node
 from .ir.ops import Op
-from .schedule.schedule import as_contiguous_buffer, buffer_view, device_of, record_realized
+from .schedule.schedule import as_contiguous_buffer, buffer_view, device_of, input_versions, record_realized
 from .tensor_create import CreationMixin
 from .tensor_math import MathMixin
 from .tensor_movement import MovementMixin
@@ -210,11 +210,13 @@ class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
         todo = [t for t in tensors if as_contiguous_buffer(t.node) is None or t.node.op is Op.ASSIGN]
         if not todo:
             return
+        versions = [input_versions(t.node) for t in todo]
         out = engine_realize([t.node for t in todo])
-        for t in todo:
+        for t, v in zip(todo, versions):
             buf = out[t.node]
             view = buffer_view(Node(Op.BUFFER, buf.dtype, (), buf), t.shape)
-            record_realized(t.node, view)
+            if t.node.op is not Op.ASSIGN:
+                record_realized(t.node, view, v)
             t.node = view
 
     def _contiguous_buffer(self) -> Buffer:

@@ -102,28 +102,35 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
 
     instructions: list[Node] = []
 
-    opened: set[tuple[Node, ...]] = set()
-
-    def emit_group(key: tuple[tuple[Node, ...] | None, int]) -> None:
-        for n in placed.get(key, []):
-            if n.op is Op.ACC_READ and group_of[n.src[0]] not in opened:
-                ranges = group_of[n.src[0]]
-                opened.add(ranges)
-                instructions.extend(groups[ranges])
-                instructions.extend(ranges)
-                emit_group((ranges, 0))
-                instructions.extend(Node(Op.ENDRANGE, int64, (r,)) for r in reversed(ranges))
-            instructions.append(n)
-
-    emit_group((None, 0))
+    emitter = _Emitter(placed, group_of, groups, instructions)
+    emitter.emit((None, 0))
     for i, r in enumerate(out_ranges):
         instructions.append(r)
-        emit_group((None, i + 1))
+        emitter.emit((None, i + 1))
     instructions.extend(Node(Op.ENDRANGE, int64, (r,)) for r in reversed(out_ranges))
 
     variables = sorted({n for n in order if n.op is Op.VAR}, key=lambda v: v.arg[0])
     global_range = out_ranges[0] if out_ranges else None
     return LinearProgram(name, instructions, kernel.params, variables, global_range, kernel.outer_size, kernel.cost)
+
+
+class _Emitter:
+    """Writes placed nodes in order, opening a reduce group's loops where its result is first read."""
+
+    def __init__(self, placed: dict, group_of: dict, groups: dict, instructions: list[Node]):
+        self.placed, self.group_of, self.groups, self.out = placed, group_of, groups, instructions
+        self.opened: set[tuple[Node, ...]] = set()
+
+    def emit(self, key: tuple[tuple[Node, ...] | None, int]) -> None:
+        for n in self.placed.get(key, []):
+            if n.op is Op.ACC_READ and self.group_of[n.src[0]] not in self.opened:
+                ranges = self.group_of[n.src[0]]
+                self.opened.add(ranges)
+                self.out.extend(self.groups[ranges])
+                self.out.extend(ranges)
+                self.emit((ranges, 0))
+                self.out.extend(Node(Op.ENDRANGE, int64, (r,)) for r in reversed(ranges))
+            self.out.append(n)
 
 
 def _nested_in(inner: tuple[Node, ...], outer: tuple[Node, ...], groups: dict, depends: dict, owner: dict) -> bool:

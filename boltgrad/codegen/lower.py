@@ -248,8 +248,9 @@ def _output_upcast(store: Node, ranges: list[Node]) -> int:
         if n.op is not Op.LOAD:
             continue
         terms, _ = affine_terms(n.src[1])
-        contiguous_in_reduce = any(terms.get(r) == 1 for r in reduce_ranges)
-        if terms.get(inner) == 1 and not contiguous_in_reduce:
+        reduce_coefs = [terms[r] for r in reduce_ranges if r in terms]
+        # a load that walks the reduce loop with a stride but the output dim contiguously
+        if terms.get(inner) == 1 and reduce_coefs and 1 not in reduce_coefs:
             wants = True
     if not wants:
         return 1

@@ -13,7 +13,7 @@ _uids = itertools.count()
 
 
 class Buffer:
-    __slots__ = ("device", "size", "dtype", "handle", "uid", "base", "__weakref__")
+    __slots__ = ("device", "size", "dtype", "handle", "uid", "base", "version", "__weakref__")
 
     def __init__(self, device: str, size: int, dtype: DType, base: Buffer | None = None):
         self.device = device
@@ -23,6 +23,7 @@ class Buffer:
         self.uid = next(_uids)
         # a buffer with a base uses the base's memory (the memory planner shares it between temporaries)
         self.base = base
+        self.version = 0  # bumped whenever an assign overwrites the contents
 
     def __repr__(self) -> str:
         state = "allocated" if self.handle is not None else "lazy"

@@ -57,7 +57,19 @@ def native_cpu_flags() -> list[str]:
 
 # -O2 without -ffast-math: NaN and inf must behave as IEEE says. -fno-math-errno lets sqrt and friends inline;
 # -ffp-contract=off keeps a*b+c two roundings, as numpy and PyTorch compute it.
-KERNEL_FLAGS = ("-O2", *native_cpu_flags(), "-fPIC", "-shared", "-fno-math-errno", "-ffp-contract=off")
+# -O3 -fno-trapping-math: lets the vectoriser if-convert branches (our exp2/log2, bounds guards); we never read
+# floating point exception flags. -ffp-contract=off: no fused multiply-add, so results match the PYTHON device
+# and numpy. -fwrapv: integer overflow wraps, the semantics the renderers promise.
+KERNEL_FLAGS = (
+    "-O3",
+    *native_cpu_flags(),
+    "-fPIC",
+    "-shared",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=off",
+    "-fwrapv",
+)
 RUNTIME_FLAGS = ("-O2", "-std=gnu11", "-fPIC", "-shared", "-pthread")
 LINK_FLAGS = ("-lm",)
 

@@ -117,25 +117,30 @@ class PatternMatcher:
 
 def graph_rewrite(root: Node, matcher: PatternMatcher, max_passes: int = 100) -> Node:
     """Rewrite bottom-up: children first, then the node, again until it is stable."""
-    memo: dict[Node, Node] = {}
+    return _Rewriter(matcher, max_passes).visit(root)
 
-    def visit(node: Node) -> Node:
-        order = node.toposort()
-        for n in order:
+
+class _Rewriter:
+    def __init__(self, matcher: PatternMatcher, max_passes: int):
+        self.matcher = matcher
+        self.max_passes = max_passes
+        self.memo: dict[Node, Node] = {}
+
+    def visit(self, root: Node) -> Node:
+        memo = self.memo
+        for n in root.toposort():
             if n in memo:
                 continue
             new_src = tuple(memo[s] for s in n.src)
             cur = n if new_src == n.src else n.replace(src=new_src)
-            for _ in range(max_passes):
-                out = matcher.rewrite(cur)
+            for _ in range(self.max_passes):
+                out = self.matcher.rewrite(cur)
                 if out is None:
                     break
                 # a rewrite may build new children that themselves need rewriting
-                cur = visit(out) if out not in memo else memo[out]
+                cur = memo[out] if out in memo else self.visit(out)
             memo[n] = cur
-        return memo[node]
-
-    return visit(root)
+        return memo[root]
 
 
 def substitute(root: Node, mapping: dict[Node, Node]) -> Node:

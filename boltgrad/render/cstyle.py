@@ -33,7 +33,7 @@ class CStyleRenderer:
         "float64": "double",
     }
     storage_types = {"float16": "half_t", "bfloat16": "uint16_t"}
-    math_float = {Op.EXP2: "exp2f", Op.LOG2: "log2f", Op.SIN: "sinf", Op.SQRT: "sqrtf", Op.TRUNC: "truncf"}
+    math_float = {Op.EXP2: "bolt_exp2f", Op.LOG2: "bolt_log2f", Op.SIN: "sinf", Op.SQRT: "sqrtf", Op.TRUNC: "truncf"}
     math_double = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt", Op.TRUNC: "trunc"}
     infix = {
         Op.ADD: "+",
@@ -262,6 +262,32 @@ static inline uint16_t bolt_float_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 static inline float bolt_round_bf16(float f) { return bolt_bf16_to_float(bolt_float_to_bf16(f)); }
+/* exp2 and log2 in plain arithmetic, so loops that call them vectorise (libm's do not); within 2 ulp. */
+static inline float bolt_exp2f(float x) {
+  float xc = x < -150.0f ? -150.0f : (x > 128.0f ? 128.0f : x);
+  float n = __builtin_floorf(xc + 0.5f), f = xc - n;
+  float p = 1.5252734e-05f;
+  p = p * f + 1.5403530e-04f; p = p * f + 1.3333558e-03f; p = p * f + 9.6181291e-03f;
+  p = p * f + 5.5504109e-02f; p = p * f + 2.4022651e-01f; p = p * f + 6.9314718e-01f; p = p * f + 1.0f;
+  int32_t ni = (int32_t)(x == x ? n : 0.0f), n1 = ni >> 1, n2 = ni - n1;
+  uint32_t s1 = (uint32_t)(n1 + 127) << 23, s2 = (uint32_t)(n2 + 127) << 23;
+  float f1, f2; __builtin_memcpy(&f1, &s1, 4); __builtin_memcpy(&f2, &s2, 4);
+  return x == x ? p * f1 * f2 : x;
+}
+static inline float bolt_log2f(float x) {
+  int tiny = x < 1.17549435e-38f;
+  float xs = tiny ? x * 8388608.0f : x; /* lift denormals into the normal range (2^23) */
+  uint32_t u; __builtin_memcpy(&u, &xs, 4);
+  int32_t e = (int32_t)((u >> 23) & 0xFF) - 127;
+  uint32_t mu = (u & 0x007FFFFFu) | 0x3F800000u; float m; __builtin_memcpy(&m, &mu, 4);
+  if (m > 1.41421356f) { m = m * 0.5f; e = e + 1; }
+  float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+  float p = 0.22222222f; p = p * t2 + 0.28571429f; p = p * t2 + 0.4f; p = p * t2 + 0.66666667f; p = p * t2 + 2.0f;
+  float r = (float)(e - (tiny ? 23 : 0)) + p * t * 1.44269504f;
+  r = x == 0.0f ? -INFINITY : r;
+  r = (x < 0.0f || x != x) ? NAN : r;
+  return x == INFINITY ? INFINITY : r;
+}
 static inline int64_t bolt_idiv(int64_t a, int64_t b) { return b == 0 ? 0 : (b == -1 ? -a : a / b); }
 static inline int64_t bolt_imod(int64_t a, int64_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 """

@@ -44,8 +44,9 @@ class Schedule:
     temporaries: list[Buffer] = field(default_factory=list)  # buffers only this schedule reads
 
 
-# nodes realized earlier, so a graph that still refers to them reads their buffer instead of recomputing
-_realized: weakref.WeakKeyDictionary[Node, Node] = weakref.WeakKeyDictionary()
+# nodes realized earlier, so a graph that still refers to them reads their buffer instead of recomputing;
+# each entry remembers the versions of the buffers it read, and is void once any of them is overwritten
+_realized: weakref.WeakKeyDictionary[Node, tuple[Node, tuple[tuple[Buffer, int], ...]]] = weakref.WeakKeyDictionary()
 
 
 def buffer_view(buf_node: Node, shape: tuple[int, ...]) -> Node:
@@ -53,12 +54,24 @@ def buffer_view(buf_node: Node, shape: tuple[int, ...]) -> Node:
 
 
 def realized_as(node: Node) -> Node | None:
-    """The BUFFER view that holds ``node``'s value, if it was realized."""
-    return _realized.get(node)
+    """The BUFFER view that holds ``node``'s value, if it was realized and its inputs are unchanged since."""
+    hit = _realized.get(node)
+    if hit is None:
+        return None
+    view, versions = hit
+    if any(buf.version != v for buf, v in versions):
+        del _realized[node]
+        return None
+    return view
 
 
-def record_realized(node: Node, view: Node) -> None:
-    _realized[node] = view
+def record_realized(node: Node, view: Node, versions: tuple[tuple[Buffer, int], ...]) -> None:
+    _realized[node] = (view, versions)
+
+
+def input_versions(node: Node) -> tuple[tuple[Buffer, int], ...]:
+    """The buffers a graph reads, with their versions now."""
+    return tuple((x.arg, x.arg.version) for x in node.toposort() if x.op is Op.BUFFER)
 
 
 def as_contiguous_buffer(n: Node) -> Node | None:
@@ -110,7 +123,7 @@ def _resolve(root: Node, memo: dict[Node, Node]) -> Node:
     for n in root.toposort():
         if n in memo:
             continue
-        hit = _realized.get(n)
+        hit = realized_as(n) if n in _realized else None
         if hit is not None:
             memo[n] = hit
             continue
@@ -221,23 +234,27 @@ def _kernel_order(resolved: list[Node], chosen: set[Node]) -> list[Node]:
         for c in first_seen:
             if c is not a and target in reads[c] and not _depends_on(c, a, deps):
                 deps[a].add(c)
+    # depth-first post-order with an explicit stack (a recursive closure would keep graphs alive in a cycle)
     order: list[Node] = []
     done: set[Node] = set()
-
-    def visit(n: Node, path: set[Node]) -> None:
-        if n in done:
-            return
-        if n in path:
-            raise RuntimeError("schedule: a tensor reads a buffer that an assign in the same realize overwrites")
-        path.add(n)
-        for d in sorted(deps[n], key=first_seen.index):
-            visit(d, path)
-        path.discard(n)
-        done.add(n)
-        order.append(n)
-
-    for n in first_seen:
-        visit(n, set())
+    for start in first_seen:
+        stack: list[tuple[Node, bool]] = [(start, False)]
+        active: set[Node] = set()
+        while stack:
+            n, expanded = stack.pop()
+            if expanded:
+                active.discard(n)
+                if n not in done:
+                    done.add(n)
+                    order.append(n)
+                continue
+            if n in done:
+                continue
+            if n in active:
+                raise RuntimeError("schedule: a tensor reads a buffer that an assign in the same realize overwrites")
+            active.add(n)
+            stack.append((n, True))
+            stack.extend((d, False) for d in sorted(deps[n], key=first_seen.index, reverse=True) if d not in done)
     return order
 
 
@@ -274,6 +291,7 @@ def create_schedule(targets: list[Node]) -> Schedule:
             continue
         if n.op is Op.ASSIGN:
             out = _target_buffer(n)
+            out.version += 1
         else:
             out = Buffer(device_of(n) or Device_.DEFAULT, prod(n.shape), n.dtype)
         buffers[n] = out

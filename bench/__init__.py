@@ -1,0 +1,1 @@
+"""boltgrad's benchmarks: ``python -m bench`` times workloads in boltgrad and its installed peers (see run.py)."""
