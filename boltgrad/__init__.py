@@ -75,16 +75,28 @@ def where(condition: Tensor, x, y) -> Tensor:
     return condition._select(x, y)
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    return a.matmul(b)
+def _function_of(name: str):
+    """``boltgrad.NAME(x, ...)`` as ``x.NAME(...)``, as torch has both."""
+    method = getattr(Tensor, name)
+
+    def function(input: Tensor, *args, **kwargs):  # noqa: A002 - torch's parameter name
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: expected a Tensor as the first argument, got {type(input).__name__}")
+        return method(input, *args, **kwargs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = method.__doc__
+    return function
 
 
-def maximum(a: Tensor, b) -> Tensor:
-    return a.maximum(b)
-
-
-def minimum(a: Tensor, b) -> Tensor:
-    return a.minimum(b)
+_FUNCTIONS = """abs add sub mul div floor_divide remainder fmod pow neg sign exp exp2 expm1 log log2 log1p sqrt rsqrt
+sin cos tan sigmoid tanh relu reciprocal square floor ceil round trunc clamp clip maximum minimum logical_and
+logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not isnan isinf isfinite eq ne lt
+le gt ge sum mean prod amax amin argmax argmin max min matmul dot reshape permute transpose flatten unflatten
+squeeze unsqueeze flip split chunk""".split()
+for _name in _FUNCTIONS:
+    globals()[_name] = _function_of(_name)
+del _name
 
 
 __all__ = [

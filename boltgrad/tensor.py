@@ -79,6 +79,8 @@ def unpack_values(raw: bytes | bytearray, dtype: DType) -> list[Any]:
         return [bf16_bits_to_float(b) for b in memoryview(raw).cast("H")]
     if dtype == dtypes.bool_:
         return [bool(b) for b in raw]
+    if dtype == dtypes.float16:  # memoryview cannot cast to "e"
+        return list(struct.unpack(f"<{len(raw) // 2}e", raw))
     return memoryview(raw).cast(dtype.fmt).tolist()
 
 
@@ -349,6 +351,18 @@ class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
     def half(self) -> Tensor:
         return self.cast(dtypes.float16)
 
+    def bfloat16(self) -> Tensor:
+        return self.cast(dtypes.bfloat16)
+
+    def short(self) -> Tensor:
+        return self.cast(dtypes.int16)
+
+    def byte(self) -> Tensor:
+        return self.cast(dtypes.uint8)
+
+    def char(self) -> Tensor:
+        return self.cast(dtypes.int8)
+
     def double(self) -> Tensor:
         return self.cast(dtypes.float64)
 
@@ -365,7 +379,8 @@ class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
 def _from_numpy(arr: Any, device: str, want: DType | None) -> Node:
     import numpy as np
 
-    arr = np.ascontiguousarray(arr)
+    shape = np.shape(arr)
+    arr = np.ascontiguousarray(arr).reshape(shape)  # ascontiguousarray turns 0-d into 1-d
     name = "bool" if arr.dtype == np.bool_ else arr.dtype.name
     if name not in dtypes.BY_NAME:
         raise TypeError(f"Tensor: numpy dtype {arr.dtype} is not supported; use one of {list(dtypes.BY_NAME)}")

@@ -161,9 +161,10 @@ class CreationMixin:
         dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
         if not dt.is_float:
             raise TypeError(f"rand: dtype must be floating point, got {dt.name}")
-        # 24 random bits -> a float32 in [0, 1) with every value equally likely
+        # as many random bits as the type's mantissa holds -> exactly representable values in [0, 1)
+        mantissa = {"float16": 11, "bfloat16": 8}.get(dt.name, 24)
         bits = cls._random_bits(shp, device)
-        out = (bits >> 8).cast(dtypes.float32) * (1.0 / (1 << 24))
+        out = (bits >> (32 - mantissa)).cast(dtypes.float32) * (1.0 / (1 << mantissa))
         out = out.cast(dt).contiguous()
         out.requires_grad = requires_grad
         return out

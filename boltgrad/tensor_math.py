@@ -13,6 +13,7 @@ from .ir import dtypes
 from .ir.dtypes import DType, promote_types, result_type_with_scalar
 from .ir.node import Node
 from .ir.ops import Op
+from .schedule.schedule import device_of
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -70,8 +71,9 @@ class MathMixin:
         if not self._is_tensor(other) and not isinstance(other, bool | int | float):
             other = self._to_tensor(other)
         if self._is_tensor(other):
-            if other.device != me.device:
-                raise RuntimeError(f"expected all tensors on one device, got {me.device} and {other.device}")
+            mine, theirs = device_of(me.node), device_of(other.node)
+            if mine and theirs and mine != theirs:  # "": a graph of variables only, at home anywhere
+                raise RuntimeError(f"expected all tensors on one device, got {mine} and {theirs}")
             dt = dtype or promote_types(me.dtype, other.dtype)
             shape = broadcast_shape(me.shape, other.shape)
             a, b = me.cast(dt)._broadcast_to(shape), other.cast(dt)._broadcast_to(shape)
@@ -162,8 +164,7 @@ class MathMixin:
 
     def sign(self) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        s = (me > 0).cast(me.dtype) - (me < 0).cast(me.dtype) if me.dtype != dtypes.bool_ else me
-        return me.isnan()._select(me, s) if me.dtype.is_float else s
+        return (me > 0).cast(me.dtype) - (me < 0).cast(me.dtype) if me.dtype != dtypes.bool_ else me
 
     def pow(self, exponent: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
@@ -181,7 +182,7 @@ class MathMixin:
                 return me._floating().sqrt()
         a, b = self._operands(exponent)
         if a.dtype.is_int:
-            return a._floating().pow(b._floating()).round().cast(a.dtype)
+            return _integer_pow(a, b)
         base = (b * a.abs().log2()).exp2()
         b_int = b.trunc() == b
         b_odd = b_int.logical_and(b.fmod(2) != 0)
@@ -225,10 +226,15 @@ class MathMixin:
         return self._floating()._unary(Op.SIN)
 
     def cos(self) -> Tensor:
-        return (math.pi / 2 - self._floating())._unary(Op.SIN)
+        # sin(pi/2 - x): the subtraction is done in float64 so that it loses nothing for float32 inputs
+        x = self._floating()
+        wide = (math.pi / 2 - x.cast(dtypes.float64))._unary(Op.SIN)
+        return wide.cast(x.dtype)
 
     def tan(self) -> Tensor:
-        return self.sin() / self.cos()
+        x = self._floating()
+        wide = x.cast(dtypes.float64)
+        return (wide._unary(Op.SIN) / (math.pi / 2 - wide)._unary(Op.SIN)).cast(x.dtype)
 
     def sigmoid(self) -> Tensor:
         return (1 + (-self._floating()).exp()).reciprocal()
@@ -491,6 +497,22 @@ class MathMixin:
 
     def __rshift__(self, x: Any) -> Tensor:
         return self.bitwise_right_shift(x)
+
+
+def _integer_pow(base: Tensor, exponent: Tensor) -> Tensor:
+    """Exact integer power by squaring, one step per exponent bit (wrapping like torch on overflow);
+    a negative exponent gives 0, except for bases 1 and -1."""
+    result = base._const_like(1)
+    e = exponent.abs()
+    b = base
+    for _ in range(base.dtype.bits if base.dtype.bits < 64 else 63):
+        result = (e & 1)._binary(Op.CMPNE, 0)._select(result * b, result)
+        b = b * b
+        e = e >> 1
+    negative = exponent < 0
+    odd = (exponent & 1)._binary(Op.CMPNE, 0)
+    small = (base == 1)._select(1, (base == -1)._select(odd._select(-1, 1), 0)).cast(base.dtype)
+    return negative._select(small, result)
 
 
 def _power_by_squaring(x: Tensor, n: int) -> Tensor:

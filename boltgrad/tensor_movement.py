@@ -110,6 +110,8 @@ class MovementMixin:
 
     def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
+        if me.ndim == 0:
+            return me
         if dim is None:
             dims = {i for i, s in enumerate(me.shape) if s == 1}
         else:

@@ -32,6 +32,8 @@ def pick_dims(dim: Any, axis: Any, ndim: int) -> tuple[int, ...] | None:
     if d is None:
         return None
     items = d if isinstance(d, Sequence) else (d,)
+    if len(items) == 0:  # dim=() reduces every dim, as in torch
+        return None
     return tuple(sorted({normalize_axis(int(x), ndim) for x in items}))
 
 
@@ -162,6 +164,10 @@ class ReduceMixin:
         b = other.reshape(other.shape[0], 1) if other.ndim == 1 else other
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {me.shape} and {other.shape} don't match: {a.shape[-1]} != {b.shape[-2]}")
+        try:
+            broadcast_shape(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch dims of shapes {me.shape} and {other.shape} cannot broadcast") from None
         dt = dtypes.promote_types(a.dtype, b.dtype)
         acc = dtypes.float32 if dt.is_float and dt.itemsize < 4 else dt
         # (..., n, 1, k) * (..., 1, m, k) summed over k
@@ -186,6 +192,12 @@ class ReduceMixin:
         if me.ndim != 1 or other.ndim != 1:
             raise ValueError(f"dot: expected 1-d tensors, got shapes {me.shape} and {other.shape}")
         return self.matmul(other)
+
+
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    from .tensor_math import broadcast_shape as bs
+
+    return bs(*shapes)
 
 
 class MathLike:

@@ -7,9 +7,10 @@ by zero gives 0. It is slow by design; tests keep its shapes small.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
-from ..ir.dtypes import DType, bf16_bits_to_float, bfloat16, cast_scalar, float_to_bf16_bits, wrap_int
+from ..ir.dtypes import DType, bf16_bits_to_float, bfloat16, cast_scalar, float16, float_to_bf16_bits, wrap_int
 from ..ir.node import Node
 from ..ir.ops import Op
 from ..ir.symbolic import eval_alu
@@ -38,8 +39,13 @@ class PythonCompiler(Compiler):
         return source  # the "source" is the linear program itself
 
 
+_HALF = struct.Struct("<e")
+_BITS16 = struct.Struct("<H")
+
+
 def _view(buf: bytearray, dtype: DType) -> memoryview:
-    fmt = "B" if dtype.name == "bool" else dtype.fmt
+    # bool as bytes; float16 and bfloat16 as their 16-bit patterns (memoryview has no half format)
+    fmt = "B" if dtype.name == "bool" else "H" if dtype in (float16, bfloat16) else dtype.fmt
     return memoryview(buf).cast(fmt)
 
 
@@ -47,6 +53,8 @@ def _read(view: memoryview, index: int, dtype: DType) -> Any:
     v = view[index]
     if dtype == bfloat16:
         return bf16_bits_to_float(v)
+    if dtype == float16:
+        return _HALF.unpack(_BITS16.pack(v))[0]
     if dtype.name == "bool":
         return bool(v)
     return v
@@ -55,6 +63,8 @@ def _read(view: memoryview, index: int, dtype: DType) -> Any:
 def _write(view: memoryview, index: int, value: Any, dtype: DType) -> None:
     if dtype == bfloat16:
         view[index] = float_to_bf16_bits(value)
+    elif dtype == float16:
+        view[index] = _BITS16.unpack(_HALF.pack(value))[0]
     elif dtype.name == "bool":
         view[index] = 1 if value else 0
     else:
@@ -134,8 +144,6 @@ class PythonProgram:
 
 
 def _bitcast(value: Any, src: DType, dst: DType) -> Any:
-    import struct
-
     raw = struct.pack(src.fmt if src != bfloat16 else "H", value if src != bfloat16 else float_to_bf16_bits(value))
     out = struct.unpack(dst.fmt if dst != bfloat16 else "H", raw)[0]
     if dst == bfloat16:

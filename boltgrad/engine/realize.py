@@ -141,13 +141,15 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
             lin = linearize(lower_kernel(ast))
             linears.append((ast, lin))
         named = [(_kernel_name(ast, lin), lin) for ast, lin in linears]
+        unique = dict(named)  # equal names mean equal code: two graphs that lower to the same program
         if device.renderer == "python":
-            library = device.compiler.compile(dict(named))
+            library = device.compiler.compile(unique)
             sources = ["" for _ in named]
         else:
             renderer = RENDERERS[device.renderer or "c"]()
-            sources = [renderer.render_kernel(lin, name) for name, lin in named]
-            unit = renderer.preamble + "\n\n".join(sources) + "\n"
+            rendered = {name: renderer.render_kernel(lin, name) for name, lin in unique.items()}
+            sources = [rendered[name] for name, _ in named]
+            unit = renderer.preamble + "\n\n".join(rendered.values()) + "\n"
             if debug >= 4:
                 print(unit, file=sys.stderr)
             library = device.compiler.compile(unit)

@@ -70,15 +70,13 @@ def _compute_range(n: Node) -> tuple[float, float]:
     if op is Op.IDIV and n.src[1].op is Op.CONST and n.src[1].arg > 0:
         lo, hi = vrange(n.src[0])
         c = n.src[1].arg
-        if lo >= 0:
-            return (lo // c, hi // c)
-        return (-(-lo // c), hi // c if hi >= 0 else -(-hi // c))
+        return (_trunc_div(lo, c), _trunc_div(hi, c))
     if op is Op.MOD and n.src[1].op is Op.CONST and n.src[1].arg > 0:
         lo, hi = vrange(n.src[0])
         c = n.src[1].arg
         if lo >= 0:
             return (0, min(hi, c - 1))
-        return (-(c - 1), c - 1)
+        return (-(c - 1), c - 1 if hi > 0 else 0)
     if op is Op.MAX:
         (a0, a1), (b0, b1) = vrange(n.src[0]), vrange(n.src[1])
         return (max(a0, b0), max(a1, b1))
@@ -88,6 +86,14 @@ def _compute_range(n: Node) -> tuple[float, float]:
     if op is Op.CAST and not n.src[0].dtype.is_float:
         return vrange(n.src[0])
     return (-_INF, _INF)
+
+
+def _trunc_div(v: float, c: int) -> float:
+    """v / c truncated toward zero, for a bound that may be infinite (inf // c is NaN in Python)."""
+    if math.isinf(v):
+        return v
+    q = abs(int(v)) // c
+    return q if v >= 0 else -q
 
 
 # ---- affine sums: sum of coef * term + constant ----

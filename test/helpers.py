@@ -1,0 +1,254 @@
+"""The oracle helper: run one function on PyTorch tensors and on boltgrad tensors, and compare what comes out.
+
+    check(lambda x, y: (x * y).relu(), (3, 4), (4,))                # random float32 inputs of these shapes
+    check(lambda x: x // 3, (5,), dtype="int8", low=-9, high=9)       # random int8 in [-9, 9]
+    check(lambda x: x.T.exp(), np.array([[1.0, 2.0]]), device="PYTHON")
+
+``fn`` receives torch tensors once and boltgrad tensors once, so it is written with the API both share; module
+functions come from ``lib(t)`` (``lib(x).cat([x, y])`` is ``torch.cat`` or ``boltgrad.cat``). Where the two APIs
+differ on purpose, ``torch_fn`` is the oracle; it may return numpy arrays (for what torch cannot compute, such
+as uint32 arithmetic). Outputs may be a tensor, Python scalars or nested tuples and lists of them; shapes,
+dtype names and values must agree.
+
+Compiling costs tens of milliseconds per compiler call, so ``with batch():`` defers the boltgrad side of every
+``check`` inside it to one realize (one compile) and reports every case that differs at the end.
+
+Only the forward pass is compared for now. Gradients will be one more option (``grad=True``): the inputs are
+made in ``_make_inputs`` (where ``requires_grad`` goes) and every comparison goes through ``_compare_leaf``, so
+backward needs a second pass over the same pieces, not a second helper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import boltgrad
+from boltgrad import Tensor
+
+DEVICES = ("CPU", "PYTHON")
+on_devices = pytest.mark.parametrize("device", DEVICES)  # decorate a test that takes `device`
+
+# default tolerance by output dtype: (atol, rtol); integers and bools always compare exactly
+TOLERANCE = {
+    "float64": (1e-12, 1e-10),
+    "float32": (1e-5, 1e-5),
+    "float16": (1e-3, 1e-3),
+    "bfloat16": (1e-2, 1e-2),
+}
+
+
+def lib(t: Any) -> Any:
+    """The module that goes with a tensor: ``torch`` for a torch tensor, ``boltgrad`` for ours."""
+    return torch if isinstance(t, torch.Tensor) else boltgrad
+
+
+def dtype_name(t: Any) -> str:
+    """'float32', 'bool', ... for a torch tensor, a numpy array or a boltgrad tensor."""
+    if isinstance(t, torch.Tensor):
+        return str(t.dtype).removeprefix("torch.")
+    if isinstance(t, np.ndarray | np.generic):
+        return t.dtype.name
+    return t.dtype.name
+
+
+def to_numpy(t: Any) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        t = t.detach()
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    if isinstance(t, np.ndarray | np.generic):
+        return np.asarray(t)
+    return t.numpy()
+
+
+def random_array(shape: tuple[int, ...], dtype: str, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
+    """Random values of ``dtype`` in [low, high] (integers inclusive); bfloat16 comes as float32 values that
+    bfloat16 holds exactly, so torch and boltgrad start from the same numbers."""
+    if dtype == "bool":
+        return np.asarray(rng.random(shape) < 0.5)  # (a 0-d comparison gives a numpy scalar, not an array)
+    info = np.iinfo(dtype) if dtype not in ("float16", "float32", "float64", "bfloat16") else None
+    if info is not None:
+        lo, hi = max(int(low), info.min), min(int(high), info.max)
+        return rng.integers(lo, hi, size=shape, endpoint=True).astype(dtype)
+    values = rng.uniform(low, high, size=shape)
+    if dtype == "bfloat16":
+        return torch.from_numpy(values.astype(np.float32)).bfloat16().float().numpy()
+    return values.astype(dtype)
+
+
+@dataclass
+class _Case:
+    description: str
+    ours: list[tuple[str, Any]]  # (path, boltgrad tensor or Python value)
+    want: list[tuple[str, Any]]  # (path, torch tensor, numpy array or Python value)
+    atol: float | None
+    rtol: float | None
+
+
+@dataclass
+class _Batch:
+    cases: list[_Case] = field(default_factory=list)
+
+
+_active: list[_Batch] = []
+
+# One realize per batch is the point of batching; False realizes case by case (to tell apart a failure of the
+# batch as a whole, such as a compile error, from the cases inside it).
+REALIZE_TOGETHER = True
+
+
+@contextlib.contextmanager
+def batch() -> Iterator[None]:
+    """Realize every ``check`` inside the block together (one compiler call), then compare them all."""
+    b = _Batch()
+    _active.append(b)
+    try:
+        yield
+    finally:
+        _active.pop()
+    _finish(b.cases)
+
+
+def check(
+    fn: Callable[..., Any],
+    *inputs: Any,
+    device: str = "CPU",
+    dtype: str = "float32",
+    atol: float | None = None,
+    rtol: float | None = None,
+    low: float = -2,
+    high: float = 2,
+    torch_fn: Callable[..., Any] | None = None,
+    seed: int = 0,
+) -> None:
+    """Compare ``fn`` on boltgrad (on ``device``) with ``torch_fn or fn`` on PyTorch.
+
+    ``inputs``: a tuple is a shape (random values of ``dtype`` in [low, high]); a numpy array is used as is;
+    anything else (a Python scalar, a list, a dtype) is passed to both sides unchanged. ``atol``/``rtol`` default
+    by the output dtype (``TOLERANCE``); ``atol=0, rtol=0`` demands equal values (NaN equals NaN).
+    """
+    torch_inputs, our_inputs = _make_inputs(inputs, device, dtype, low, high, seed)
+    want = _flatten((torch_fn or fn)(*torch_inputs))
+    ours = _flatten(fn(*our_inputs))
+    args = ", ".join(f"{dtype_name(a)}{tuple(a.shape)}" if _is_tensor(a) else repr(a) for a in torch_inputs)
+    case = _Case(f"{_name_of(fn)}({args}) on {device}", ours, want, atol, rtol)
+    if _active:
+        _active[-1].cases.append(case)
+    else:
+        _finish([case])
+
+
+def _make_inputs(
+    inputs: tuple[Any, ...], device: str, dtype: str, low: float, high: float, seed: int
+) -> tuple[list[Any], list[Any]]:
+    rng = np.random.default_rng(seed)
+    torch_inputs: list[Any] = []
+    our_inputs: list[Any] = []
+    for spec in inputs:
+        if isinstance(spec, tuple) and all(isinstance(s, int) for s in spec):
+            spec = random_array(spec, dtype, low, high, rng)
+            if dtype == "bfloat16":
+                torch_inputs.append(torch.from_numpy(spec.copy()).bfloat16())
+                our_inputs.append(Tensor(spec, device=device).cast(boltgrad.bfloat16))
+                continue
+        if isinstance(spec, np.ndarray):
+            torch_inputs.append(torch.from_numpy(spec.copy()))
+            our_inputs.append(Tensor(spec, device=device))
+        else:
+            torch_inputs.append(spec)
+            our_inputs.append(spec)
+    return torch_inputs, our_inputs
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__name__", "fn")
+    if name == "<lambda>":
+        code = fn.__code__
+        return f"<lambda at {code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno}>"
+    return name
+
+
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor | Tensor | np.ndarray | np.generic)
+
+
+def _flatten(out: Any, path: str = "out") -> list[tuple[str, Any]]:
+    """Tensors and Python values with their place in the output (``out[1][0]``)."""
+    if isinstance(out, tuple | list) and not isinstance(out, torch.Size):
+        leaves = [leaf for i, x in enumerate(out) for leaf in _flatten(x, f"{path}[{i}]")]
+        return leaves or [(path, type(out).__name__ + "()")]
+    if isinstance(out, torch.Size):
+        return [(path, tuple(out))]
+    return [(path, out)]
+
+
+def _finish(cases: list[_Case]) -> None:
+    # realize every boltgrad output of every case in one go: one schedule, one compiler call
+    groups = [cases] if REALIZE_TOGETHER else [[case] for case in cases]
+    for group in groups:
+        Tensor.realize_all([x for case in group for _, x in case.ours if isinstance(x, Tensor)])
+    problems = []
+    for case in cases:
+        err = _compare_case(case)
+        if err:
+            problems.append(f"{case.description}: {err}")
+    if problems:
+        raise AssertionError(f"{len(problems)} of {len(cases)} cases differ from torch:\n" + "\n".join(problems))
+
+
+def _compare_case(case: _Case) -> str | None:
+    our_paths = [p for p, _ in case.ours]
+    want_paths = [p for p, _ in case.want]
+    if our_paths != want_paths:
+        return f"output structure {our_paths} != torch's {want_paths}"
+    for (path, got), (_, want) in zip(case.ours, case.want):
+        err = _compare_leaf(got, want, case.atol, case.rtol)
+        if err:
+            return f"{path}: {err}"
+    return None
+
+
+def _compare_leaf(got: Any, want: Any, atol: float | None, rtol: float | None) -> str | None:
+    if _is_tensor(want):
+        if not isinstance(got, Tensor):
+            return f"expected a tensor, got {type(got).__name__} {got!r}"
+        if tuple(got.shape) != tuple(want.shape):
+            return f"shape {tuple(got.shape)} != torch's {tuple(want.shape)}"
+        if dtype_name(got) != dtype_name(want):
+            return f"dtype {dtype_name(got)} != torch's {dtype_name(want)}"
+        return _compare_values(got.numpy(), to_numpy(want), dtype_name(want), atol, rtol)
+    if isinstance(got, Tensor):
+        return f"expected {type(want).__name__} {want!r}, got a tensor"
+    if type(got) is not type(want):
+        return f"type {type(got).__name__} ({got!r}) != torch's {type(want).__name__} ({want!r})"
+    if isinstance(want, float) and math.isnan(want):
+        return None if math.isnan(got) else f"{got!r} != nan"
+    if isinstance(want, float) and atol != 0:
+        a, r = TOLERANCE["float32"]
+        return None if math.isclose(got, want, rel_tol=rtol or r, abs_tol=atol or a) else f"{got!r} != {want!r}"
+    return None if got == want else f"{got!r} != {want!r}"
+
+
+def _compare_values(got: np.ndarray, want: np.ndarray, dt: str, atol: float | None, rtol: float | None) -> str | None:
+    if got.size == 0:
+        return None
+    exact = dt not in TOLERANCE or (atol == 0 and rtol == 0)
+    if exact:
+        same = (got == want) | (np.isnan(got) & np.isnan(want)) if got.dtype.kind == "f" else got == want
+    else:
+        a, r = TOLERANCE[dt]
+        a, r = a if atol is None else atol, r if rtol is None else rtol
+        with np.errstate(invalid="ignore"):
+            same = np.isclose(got.astype(np.float64), want.astype(np.float64), atol=a, rtol=r, equal_nan=True)
+    if np.all(same):
+        return None
+    bad = [tuple(int(i) for i in ix) for ix in np.argwhere(~np.asarray(same))] if got.ndim else [()]
+    shown = "; ".join(f"at {ix}: got {got[ix]!r}, torch {want[ix]!r}" for ix in bad[:4])
+    return f"{len(bad)} of {got.size} values differ (dtype {dt}): {shown}" + (" ..." if len(bad) > 4 else "")

@@ -1,0 +1,158 @@
+"""Fusion is part of the contract: the kernels a graph becomes are counted (``boltgrad.stats``), and values checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import boltgrad
+from boltgrad import Tensor, stats
+
+RNG = np.random.default_rng(0)
+
+
+def inputs(*shapes: tuple[int, ...], device: str = "CPU") -> list[Tensor]:
+    """Realized input tensors (buffers already on the device), so only the graph under test makes kernels."""
+    ts = [Tensor(RNG.uniform(-2, 2, s).astype(np.float32), device=device) for s in shapes]
+    Tensor.realize_all(ts)
+    return ts
+
+
+def count_kernels(*outs: Tensor) -> int:
+    stats.reset()
+    Tensor.realize_all(list(outs))
+    return stats.kernels
+
+
+def test_elementwise_and_reduce_fuse_into_one_kernel():
+    a, b, c = inputs((4, 5), (4, 5), (5,))
+    out = (a * b + c).relu().sum()
+    assert count_kernels(out) == 1
+    want = np.maximum(a.numpy() * b.numpy() + c.numpy(), 0).sum()
+    assert out.item() == pytest.approx(float(want), rel=1e-5)
+
+
+def test_reduce_with_epilogue_is_one_kernel():
+    (x,) = inputs((8, 3))
+    out = x.sum() / x.shape[0]
+    assert count_kernels(out) == 1
+    assert out.item() == pytest.approx(float(x.numpy().sum() / 8), rel=1e-5, abs=1e-6)
+    (y,) = inputs((6, 7))
+    out = (y.sum(1) * 2 + 1).exp()  # a reduction along a dim with an elementwise epilogue
+    assert count_kernels(out) == 1
+    np.testing.assert_allclose(out.numpy(), np.exp(y.numpy().sum(1) * 2 + 1), rtol=1e-5)
+
+
+def test_long_elementwise_chain_is_one_kernel():
+    a, b = inputs((16,), (16,))
+    x = a
+    for i in range(10):  # ten ops, alternating with a second input and constants
+        x = (x * b) if i % 3 == 0 else (x + 0.5) if i % 3 == 1 else x.relu()
+    assert count_kernels(x) == 1
+    want = a.numpy()
+    for i in range(10):
+        want = want * b.numpy() if i % 3 == 0 else want + 0.5 if i % 3 == 1 else np.maximum(want, 0)
+    np.testing.assert_allclose(x.numpy(), want, rtol=1e-6)
+
+
+def test_softmax_numerator_is_two_kernels():
+    (x,) = inputs((4, 6))
+    out = (x - x.max(1, keepdim=True)[0]).exp()
+    assert count_kernels(out) == 2  # the max, then the broadcast subtract and exp
+    xn = x.numpy()
+    np.testing.assert_allclose(out.numpy(), np.exp(xn - xn.max(1, keepdims=True)), rtol=1e-6)
+
+
+def test_matmul_with_bias_and_activation_is_one_kernel():
+    a, b, bias = inputs((3, 4), (4, 5), (5,))
+    out = (a @ b + bias).relu()
+    assert count_kernels(out) == 1
+    np.testing.assert_allclose(out.numpy(), np.maximum(a.numpy() @ b.numpy() + bias.numpy(), 0), rtol=1e-5)
+
+
+def test_views_fuse_into_their_reader():
+    (x,) = inputs((4, 6))
+    out = x.T.reshape(3, 8).flip(0)[1:, ::2].pad((1, 1)) * 2
+    assert count_kernels(out) == 1
+    want = np.pad(x.numpy().T.reshape(3, 8)[::-1][1:, ::2], ((0, 0), (1, 1))) * 2
+    np.testing.assert_array_equal(out.numpy(), want)
+
+
+def test_cat_is_one_kernel():
+    a, b, c = inputs((2, 3), (4, 3), (1, 3))
+    out = boltgrad.cat([a, b, c]) + 1
+    assert count_kernels(out) == 1
+    np.testing.assert_array_equal(out.numpy(), np.concatenate([a.numpy(), b.numpy(), c.numpy()]) + 1)
+
+
+def test_contiguous_makes_its_own_kernel():
+    (x,) = inputs((5, 5))
+    mid = (x * 2).contiguous()
+    out = mid + 1
+    assert count_kernels(out) == 2
+    np.testing.assert_array_equal(out.numpy(), x.numpy() * 2 + 1)
+
+
+def test_realized_tensors_cost_nothing():
+    (x,) = inputs((3, 3))
+    y = (x + 1).realize()
+    assert count_kernels(y) == 0
+    stats.reset()
+    y.numpy(), y.tolist(), x.numpy()
+    assert stats.kernels == 0 and stats.compiles == 0
+    z = y * 3  # reuses y's buffer instead of recomputing x + 1
+    assert count_kernels(z) == 1
+    np.testing.assert_allclose(z.numpy(), (x.numpy() + 1) * 3, rtol=1e-6)
+
+
+def test_same_graph_twice_compiles_nothing_new():
+    a, b = inputs((6, 7), (7,))
+    first = ((a - b).abs().sum(1) * 3).sqrt()
+    first.realize()
+    stats.reset()
+    again = ((a - b).abs().sum(1) * 3).sqrt()
+    again.realize()
+    assert stats.compiles == 0 and stats.kernels == 1
+    # new data of the same shapes and dtypes is the same kernel too
+    c, d = inputs((6, 7), (7,))
+    stats.reset()
+    other = ((c - d).abs().sum(1) * 3).sqrt()
+    other.realize()
+    assert stats.compiles == 0 and stats.kernels == 1
+    np.testing.assert_allclose(other.numpy(), np.sqrt(np.abs(c.numpy() - d.numpy()).sum(1) * 3), rtol=1e-5)
+
+
+def test_two_kernels_with_the_same_code_in_one_realize():
+    """Two outputs whose kernels differ only in shape, realized together (one compile of both)."""
+    a = Tensor(np.full((1,), 2.0, np.float32))
+    b = Tensor(np.full((1, 1), 3.0, np.float32))
+    s1, s2 = a.sum(), b.sum()
+    Tensor.realize_all([s1, s2])
+    assert (s1.item(), s2.item()) == (2.0, 3.0)
+
+
+def test_copies_are_not_kernels():
+    (x,) = inputs((4, 4))
+    stats.reset()
+    moved = x.to("PYTHON")
+    moved.realize()
+    assert stats.kernels == 0 and stats.copy_bytes >= 64
+    assert moved.device == "PYTHON"
+    np.testing.assert_array_equal(moved.numpy(), x.numpy())
+    stats.reset()
+    back = (moved * 2).to("CPU")
+    back.realize()
+    assert stats.kernels == 1  # the multiply on PYTHON; the copy back is free
+    np.testing.assert_array_equal(back.numpy(), x.numpy() * 2)
+
+
+def test_null_device_schedules_without_running():
+    a, b, c = inputs((4, 5), (4, 5), (5,), device="NULL")
+    stats.reset()
+    out = (a * b + c).relu().sum()
+    out.realize()
+    assert stats.kernels == 1
+    x = inputs((4, 6), device="NULL")[0]
+    assert count_kernels((x - x.max(1, keepdim=True)[0]).exp()) == 2
+    assert count_kernels(x.T.reshape(3, 8).flip(0) * 2, x.sum(0)) == 2
+    assert out.shape == () and out.device == "NULL"
