@@ -17,6 +17,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from . import autograd
 from .device.buffer import Buffer
 from .device.registry import Device_, canonicalize
 from .engine.realize import realize as engine_realize
@@ -96,7 +97,7 @@ def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
 class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
-    __slots__ = ("node", "requires_grad", "grad", "__weakref__")
+    __slots__ = ("node", "_leaf_grad", "grad", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(
@@ -128,18 +129,59 @@ class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin):
             buf.copyin(pack_values(values, dt))
             node = buffer_view(Node(Op.BUFFER, dt, (), buf), shape)
         self.node: Node = node
-        self.requires_grad = bool(requires_grad)
+        self._leaf_grad = False
         self.grad: Tensor | None = None
-        if self.requires_grad and not self.dtype.is_float:
-            raise RuntimeError(f"only floating point tensors can require gradients, not {self.dtype.name}")
+        if requires_grad:
+            self.requires_grad = True
 
     @classmethod
     def _from_node(cls, node: Node) -> Tensor:
+        if not autograd.is_grad_enabled() and node.op is not Op.DETACH and autograd.needs_grad(node):
+            node = Node(Op.DETACH, node.dtype, (node,))  # work under no_grad() passes no gradient
         t = object.__new__(cls)
         t.node = node
-        t.requires_grad = False
+        t._leaf_grad = False
         t.grad = None
         return t
+
+    # ---- autograd ----
+
+    @property
+    def requires_grad(self) -> bool:
+        """True for a leaf created with requires_grad=True, and for any result computed from one."""
+        return self._leaf_grad or autograd.needs_grad(self.node)
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if flag and not self.dtype.is_float:
+            raise RuntimeError(f"only floating point tensors can require gradients, not {self.dtype.name}")
+        if flag and not self._leaf_grad:
+            if autograd.needs_grad(self.node):
+                raise RuntimeError("requires_grad can only be set on a leaf; call .detach() first")
+            # a leaf is known by its node, so it needs a buffer of its own (two zeros(3) are one node)
+            if as_contiguous_buffer(self.node) is None:
+                self.node = self.contiguous().node
+                self.realize()
+            autograd.register_leaf(self.node, self)
+        elif not flag and self._leaf_grad:
+            autograd.unregister_leaf(self.node)
+        self._leaf_grad = bool(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._leaf_grad or not self.requires_grad
+
+    def detach(self) -> Tensor:
+        """The same value, cut off from the graph: no gradient flows through it."""
+        return Tensor._from_node(Node(Op.DETACH, self.dtype, (self.node,)))
+
+    def backward(self, gradient: Tensor | None = None) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad (lazily)."""
+        autograd.backward(self, gradient)
 
     # ---- properties ----
 

@@ -81,7 +81,8 @@ class CreationMixin:
         shp = _shape_of((shape,) if isinstance(shape, int) else tuple(shape))
         dt = to_dtype(dtype) if dtype is not None else to_dtype(type(fill_value))
         out = cls._const(fill_value, shp, dt, device)
-        out.requires_grad = requires_grad
+        if requires_grad:
+            out.requires_grad = True
         return out
 
     @classmethod
@@ -166,7 +167,8 @@ class CreationMixin:
         bits = cls._random_bits(shp, device)
         out = (bits >> (32 - mantissa)).cast(dtypes.float32) * (1.0 / (1 << mantissa))
         out = out.cast(dt).contiguous()
-        out.requires_grad = requires_grad
+        if requires_grad:
+            out.requires_grad = True
         return out
 
     @classmethod
@@ -180,7 +182,8 @@ class CreationMixin:
         u1, u2 = u[0], u[1]
         radius = ((1 - u1).log() * -2).sqrt()  # 1 - u1 is in (0, 1]: no log(0)
         out = (radius * (u2 * (2 * math.pi)).cos()).cast(dt).contiguous()
-        out.requires_grad = requires_grad
+        if requires_grad:
+            out.requires_grad = True
         return out
 
     @classmethod

@@ -81,7 +81,7 @@ class _Lowerer:
             return n.cast(n.dtype)
         if op is Op.ARANGE:
             return idx[0].cast(n.dtype)
-        if op in (Op.CONTIGUOUS, Op.ASSIGN):
+        if op in (Op.CONTIGUOUS, Op.ASSIGN, Op.DETACH):
             return self.lower(n.src[-1], idx, valid)
         if op is Op.RESHAPE:
             return self.lower(n.src[0], unflatten_index(flat_index(idx, n.shape), n.src[0].shape), valid)

@@ -148,7 +148,7 @@ def var(name: str, lo: int, hi: int) -> Node:
 
 def _infer_shape(n: Node) -> tuple[int, ...]:
     op = n.op
-    if op in ALU or op in (Op.CAST, Op.BITCAST, Op.CONTIGUOUS, Op.COPY, Op.ASSIGN):
+    if op in ALU or op in (Op.CAST, Op.BITCAST, Op.CONTIGUOUS, Op.COPY, Op.ASSIGN, Op.DETACH):
         return n.src[0].shape
     if op is Op.BUFFER:
         return (n.arg.size,)

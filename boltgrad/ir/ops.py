@@ -54,6 +54,7 @@ class Op(Enum):
     COPY = auto()  # arg = target device name
     ASSIGN = auto()  # src = (target BUFFER view, value): value is written into the target's buffer
     CONTIGUOUS = auto()
+    DETACH = auto()  # the value of its source, through which no gradient flows
     VAR = auto()  # a symbolic integer: arg = (name, min, max)
     BIND = auto()  # src = (VAR,), arg = the value bound for this use
 

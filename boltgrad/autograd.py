@@ -1,0 +1,310 @@
+"""Reverse-mode autograd over the graph: one gradient rule per primitive, gradients built as lazy graphs.
+
+``loss.backward()`` walks the loss's graph from the output back to the leaves (tensors created with
+``requires_grad=True``), asking each primitive's rule for the gradients of its sources. The rules are written
+with Tensor operations, so a gradient is just more graph: nothing runs until a ``.grad`` is read, and then the
+backward kernels fuse exactly as forward ones do. Composite operations (softmax, matmul, conv) need no rule of
+their own.
+
+A leaf is identified by its node: setting ``requires_grad`` realizes the tensor, so its node is a view of a
+buffer of its own. ``detach()`` and work done under ``no_grad()`` insert a DETACH node, through which no
+gradient flows.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .ir.node import Node
+from .ir.ops import Op
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+# ---- grad mode ----
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "enabled", True)
+
+
+class set_grad_enabled:  # noqa: N801 - torch's name; a context manager and a decorator
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self.prev = True
+
+    def __enter__(self) -> None:
+        self.prev = is_grad_enabled()
+        _state.enabled = self.mode
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.enabled = self.prev
+
+    def __call__(self, fn: Callable) -> Callable:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with type(self)(self.mode):
+                return fn(*args, **kwargs)
+
+        wrapped.__name__ = getattr(fn, "__name__", "wrapped")
+        wrapped.__doc__ = fn.__doc__
+        return wrapped
+
+
+class no_grad(set_grad_enabled):  # noqa: N801
+    """``with boltgrad.no_grad():`` or ``@boltgrad.no_grad()``: results do not require grad."""
+
+    def __init__(self) -> None:
+        super().__init__(False)
+
+    def __call__(self, fn: Callable) -> Callable:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        wrapped.__name__ = getattr(fn, "__name__", "wrapped")
+        wrapped.__doc__ = fn.__doc__
+        return wrapped
+
+
+class enable_grad(set_grad_enabled):  # noqa: N801
+    def __init__(self) -> None:
+        super().__init__(True)
+
+
+# ---- leaves and which nodes depend on them ----
+
+_leaves: weakref.WeakKeyDictionary[Node, weakref.ref] = weakref.WeakKeyDictionary()
+_needs: weakref.WeakKeyDictionary[Node, bool] = weakref.WeakKeyDictionary()
+
+
+def register_leaf(node: Node, tensor: Tensor) -> None:
+    _leaves[node] = weakref.ref(tensor)
+    _needs.clear()  # graphs built before this leaf was marked may now depend on it
+
+
+def unregister_leaf(node: Node) -> None:
+    if _leaves.pop(node, None) is not None:
+        _needs.clear()
+
+
+def leaf_tensor(node: Node) -> Tensor | None:
+    ref = _leaves.get(node)
+    t = ref() if ref is not None else None
+    return t if t is not None and t._leaf_grad else None
+
+
+def needs_grad(node: Node) -> bool:
+    """Whether a gradient can flow from this node to some leaf that requires grad."""
+    hit = _needs.get(node)
+    if hit is not None:
+        return hit
+    for n in node.toposort():
+        if n in _needs:
+            continue
+        if n.op is Op.DETACH:
+            _needs[n] = False
+        else:
+            _needs[n] = leaf_tensor(n) is not None or any(_needs[s] for s in n.src)
+    return _needs[node]
+
+
+# ---- gradient rules, one per primitive ----
+# Each takes (the node, its sources as tensors, its value as a tensor, the incoming gradient) and returns one
+# gradient (or None) per source.
+
+Rule = Callable[["Node", list["Tensor"], "Tensor", "Tensor"], tuple[Any, ...]]
+_RULES: dict[Op, Rule] = {}
+
+
+def rule(*ops: Op) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for op in ops:
+            _RULES[op] = fn
+        return fn
+
+    return register
+
+
+@rule(Op.ADD)
+def _add(n, x, out, g):
+    return g, g
+
+
+@rule(Op.MUL)
+def _mul(n, x, out, g):
+    return g * x[1], g * x[0]
+
+
+@rule(Op.NEG)
+def _neg(n, x, out, g):
+    return (-g,)
+
+
+@rule(Op.RECIP)
+def _recip(n, x, out, g):
+    return (-g * out * out,)
+
+
+@rule(Op.SQRT)
+def _sqrt(n, x, out, g):
+    return (g / (out * 2),)
+
+
+@rule(Op.EXP2)
+def _exp2(n, x, out, g):
+    return (g * out * math.log(2),)
+
+
+@rule(Op.LOG2)
+def _log2(n, x, out, g):
+    return (g / (x[0] * math.log(2)),)
+
+
+@rule(Op.SIN)
+def _sin(n, x, out, g):
+    return (g * x[0].cos(),)
+
+
+@rule(Op.TRUNC)
+def _trunc(n, x, out, g):
+    return (None,)
+
+
+@rule(Op.MAX)
+def _max(n, x, out, g):
+    a, b = x
+    if n.src[1].op in (Op.CONST, Op.EXPAND, Op.RESHAPE) and _is_constant(n.src[1]):
+        return (g * (a > b).cast(g.dtype), None)  # a threshold (relu, clamp): ties pass nothing, as in torch
+    tie = (a == b).cast(g.dtype) * 0.5
+    return g * ((a > b).cast(g.dtype) + tie), g * ((b > a).cast(g.dtype) + tie)
+
+
+@rule(Op.WHERE)
+def _where(n, x, out, g):
+    cond = x[0]
+    zero = g._const_like(0)
+    return None, cond._select(g, zero), cond._select(zero, g)
+
+
+@rule(Op.MULACC)
+def _mulacc(n, x, out, g):
+    return g * x[1], g * x[0], g
+
+
+@rule(Op.MOD)
+def _mod(n, x, out, g):  # C fmod: x - trunc(x / y) * y
+    return g, -g * (x[0] / x[1]).trunc()
+
+
+@rule(Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR, Op.IDIV, Op.BITCAST)
+def _no_grad(n, x, out, g):
+    return tuple(None for _ in x)
+
+
+@rule(Op.CAST)
+def _cast(n, x, out, g):
+    return (g.cast(x[0].dtype) if x[0].dtype.is_float else None,)
+
+
+@rule(Op.CONTIGUOUS, Op.COPY)
+def _identity(n, x, out, g):
+    return (g.to(x[0].device) if n.op is Op.COPY else g,)
+
+
+@rule(Op.REDUCE)
+def _reduce(n, x, out, g):
+    rop, axes = n.arg
+    src = x[0]
+    if rop is Op.ADD:
+        return (g.expand(src.shape),)
+    if rop is Op.MAX:  # split evenly between the elements that attain the max, as torch's amax does
+        hit = (src == out.expand(src.shape)).cast(g.dtype)
+        count = hit._reduce(Op.ADD, axes, True)
+        return ((g / count).expand(src.shape) * hit,)
+    # product: d/dx_i = prod / x_i (inputs that are exactly zero give NaN; torch handles them separately)
+    return ((g * out).expand(src.shape) / src,)
+
+
+@rule(Op.RESHAPE)
+def _reshape(n, x, out, g):
+    return (g.reshape(x[0].shape),)
+
+
+@rule(Op.PERMUTE)
+def _permute(n, x, out, g):
+    inverse = [0] * len(n.arg)
+    for i, a in enumerate(n.arg):
+        inverse[a] = i
+    return (g.permute(inverse),)
+
+
+@rule(Op.EXPAND)
+def _expand(n, x, out, g):
+    src_shape = x[0].shape
+    axes = tuple(i for i, (s, t) in enumerate(zip(src_shape, n.shape)) if s != t)
+    return (g._reduce(Op.ADD, axes, True) if axes else g,)
+
+
+@rule(Op.PAD)
+def _pad(n, x, out, g):
+    return (g.shrink([(b, b + s) for (b, _), s in zip(n.arg, x[0].shape)]),)
+
+
+@rule(Op.SHRINK)
+def _shrink(n, x, out, g):
+    return (g.pad([(b, s - e) for (b, e), s in zip(n.arg, x[0].shape)]),)
+
+
+@rule(Op.FLIP)
+def _flip(n, x, out, g):
+    return (g.flip([i for i, f in enumerate(n.arg) if f]),)
+
+
+def _is_constant(n: Node) -> bool:
+    while n.op in (Op.EXPAND, Op.RESHAPE):
+        n = n.src[0]
+    return n.op is Op.CONST
+
+
+# ---- the backward pass ----
+
+
+def backward(root: Tensor, gradient: Tensor | None) -> None:
+    from .tensor import Tensor
+
+    if not needs_grad(root.node):
+        raise RuntimeError("backward: the tensor does not require grad (no input of it has requires_grad=True)")
+    if gradient is None:
+        if root.numel() != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, not {root.shape}")
+        gradient = root._const_like(1.0)
+    elif gradient.shape != root.shape:
+        raise ValueError(f"backward: gradient of shape {gradient.shape} does not match the output {root.shape}")
+    order = [n for n in root.node.toposort() if _needs.get(n) or needs_grad(n)]
+    grads: dict[Node, list[Tensor]] = {root.node: [gradient.cast(root.dtype)]}
+    for n in reversed(order):
+        pieces = grads.pop(n, None)
+        if not pieces:
+            continue
+        g = pieces[0]
+        for p in pieces[1:]:
+            g = g + p
+        leaf = leaf_tensor(n)
+        if leaf is not None:
+            update = Tensor._from_node(Node(Op.DETACH, g.dtype, (g.node,)))
+            leaf.grad = update if leaf.grad is None else leaf.grad + update
+            continue
+        rule_fn = _RULES.get(n.op)
+        if rule_fn is None:
+            raise RuntimeError(f"backward: no gradient rule for {n.op.name}")
+        srcs = [Tensor._from_node(s) for s in n.src]
+        for s, sg in zip(n.src, rule_fn(n, srcs, Tensor._from_node(n), g)):
+            if sg is None or not needs_grad(s):
+                continue
+            grads.setdefault(s, []).append(sg.cast(s.dtype) if s.dtype.is_float else sg)
