@@ -8,6 +8,7 @@
 """
 
 from . import stats
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .device.registry import Device_ as Device
 from .errors import CompileError, DeviceLost, DeviceUnavailable
 from .ir.dtypes import (

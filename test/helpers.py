@@ -127,22 +127,60 @@ def check(
     high: float = 2,
     torch_fn: Callable[..., Any] | None = None,
     seed: int = 0,
+    grad: bool = False,
 ) -> None:
     """Compare ``fn`` on boltgrad (on ``device``) with ``torch_fn or fn`` on PyTorch.
 
     ``inputs``: a tuple is a shape (random values of ``dtype`` in [low, high]); a numpy array is used as is;
     anything else (a Python scalar, a list, a dtype) is passed to both sides unchanged. ``atol``/``rtol`` default
     by the output dtype (``TOLERANCE``); ``atol=0, rtol=0`` demands equal values (NaN equals NaN).
+
+    ``grad=True`` also compares gradients: every floating point input tensor requires grad, the float outputs
+    are reduced to a scalar with fixed random weights (so each output element gets its own gradient), and the
+    inputs' ``.grad`` must match torch's.
     """
     torch_inputs, our_inputs = _make_inputs(inputs, device, dtype, low, high, seed)
-    want = _flatten((torch_fn or fn)(*torch_inputs))
-    ours = _flatten(fn(*our_inputs))
+    leaves = [i for i, t in enumerate(torch_inputs) if grad and isinstance(t, torch.Tensor) and t.is_floating_point()]
+    for i in leaves:
+        torch_inputs[i].requires_grad_(True)
+        our_inputs[i].requires_grad_(True)
+    torch_out = (torch_fn or fn)(*torch_inputs)
+    our_out = fn(*our_inputs)
+    want = _flatten(torch_out)
+    ours = _flatten(our_out)
+    if leaves:
+        _backward_both(torch_out, our_out, seed)
+        for i in leaves:
+            torch_grad = torch_inputs[i].grad
+            want.append((f"grad[{i}]", torch_grad if torch_grad is not None else torch.zeros_like(torch_inputs[i])))
+            our_grad = our_inputs[i].grad
+            ours.append((f"grad[{i}]", our_grad if our_grad is not None else our_inputs[i].detach() * 0))
     args = ", ".join(f"{dtype_name(a)}{tuple(a.shape)}" if _is_tensor(a) else repr(a) for a in torch_inputs)
     case = _Case(f"{_name_of(fn)}({args}) on {device}", ours, want, atol, rtol)
     if _active:
         _active[-1].cases.append(case)
     else:
         _finish([case])
+
+
+def _backward_both(torch_out: Any, our_out: Any, seed: int) -> None:
+    """Backpropagate sum(out * w) over every float output, with the same random w on both sides."""
+    rng = np.random.default_rng(seed + 1)
+    pairs = [
+        (t, o)
+        for (_, t), (_, o) in zip(_flatten(torch_out), _flatten(our_out))
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad
+    ]
+    torch_loss, our_loss = None, None
+    for t, o in pairs:
+        w = rng.uniform(0.5, 1.5, tuple(t.shape)).astype(np.float32)
+        tl = (t.float() * torch.from_numpy(w)).sum()
+        ol = (o.float() * Tensor(w, device=o.device)).sum()
+        torch_loss = tl if torch_loss is None else torch_loss + tl
+        our_loss = ol if our_loss is None else our_loss + ol
+    if torch_loss is not None:
+        torch_loss.backward()
+        our_loss.backward()
 
 
 def _make_inputs(
