@@ -152,6 +152,47 @@ class ReduceMixin:
         flipped = -me if me.dtype.is_float else me.bitwise_not()
         return flipped.argmax(dim, keepdim, axis=axis, keepdims=keepdims)
 
+    def var(self, dim: Any = None, *, correction: float = 1, keepdim: bool | None = None, axis: Any = None,
+            keepdims: bool | None = None, unbiased: bool | None = None) -> Tensor:  # fmt: skip
+        """Variance with Bessel's ``correction`` (1 by default, as in torch)."""
+        me: Tensor = self  # type: ignore[assignment]
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        dims, keep = pick_dims(dim, axis, me.ndim), pick_keepdim(keepdim, keepdims)
+        count = 1
+        for i in range(me.ndim) if dims is None else dims:
+            count *= me.shape[i]
+        x = me._floating()
+        centered = x - x.mean(dims, keepdim=True)
+        return centered.square().sum(dims, keep) / max(count - correction, 0)
+
+    def std(self, dim: Any = None, *, correction: float = 1, keepdim: bool | None = None, axis: Any = None,
+            keepdims: bool | None = None, unbiased: bool | None = None) -> Tensor:  # fmt: skip
+        return self.var(dim, correction=correction, keepdim=keepdim, axis=axis, keepdims=keepdims,
+                        unbiased=unbiased).sqrt()  # fmt: skip
+
+    def logsumexp(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        """log(sum(exp(x))) computed stably: the max is subtracted first (and infinities handled)."""
+        me: Tensor = self  # type: ignore[assignment]
+        dims = pick_dims(dim, axis, me.ndim)
+        x = me._floating()
+        m = x.amax(dims, keepdim=True).detach()
+        m = m.isinf()._select(0.0, m)
+        out = (x - m).exp().sum(dims, keepdim=True).log() + m
+        return out if keepdim else out.squeeze(dims if dims is not None else None)
+
+    def softmax(self, dim: int = -1, dtype: Any = None) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        x = me.cast(dtypes.to_dtype(dtype)) if dtype is not None else me._floating()
+        e = (x - x.amax(dim, keepdim=True).detach()).exp()
+        return e / e.sum(dim, keepdim=True)
+
+    def log_softmax(self, dim: int = -1, dtype: Any = None) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        x = me.cast(dtypes.to_dtype(dtype)) if dtype is not None else me._floating()
+        shifted = x - x.amax(dim, keepdim=True).detach()
+        return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
     # ---- linear algebra ----
 
     def matmul(self, other: Tensor) -> Tensor:

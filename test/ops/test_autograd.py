@@ -149,3 +149,13 @@ def test_mlp_backward_is_a_few_fused_kernels():
     ((xt @ w1t).relu() @ w2t).square().mean().backward()
     np.testing.assert_allclose(w1.grad.numpy(), w1t.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(w2.grad.numpy(), w2t.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_softmax_family_and_moments():
+    with batch():
+        check(lambda a: a.softmax(1), (4, 6), grad=True)
+        check(lambda a: a.log_softmax(-1), (4, 6), grad=True)
+        check(lambda a: a.logsumexp(1), (4, 6), grad=True)
+        check(lambda a: a.var(1), (4, 6), grad=True)
+        check(lambda a: a.std(0, keepdim=True), (4, 6), grad=True)
+        check(lambda a: a.var(correction=0), (4, 6), grad=True)
