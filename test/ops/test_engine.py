@@ -1,0 +1,74 @@
+"""The engine: memory planning, one compile per realize, DEBUG output, caching of realized values."""
+
+import numpy as np
+
+import boltgrad
+from boltgrad import Tensor
+from boltgrad.engine.realize import _plan_memory
+from boltgrad.schedule.schedule import create_schedule
+
+
+def test_temporaries_share_memory_once_their_readers_ran():
+    x = Tensor(np.arange(64, dtype=np.float32)).realize()
+    a = (x + 1).contiguous()
+    b = (a * 2).contiguous()
+    c = (b * 3).contiguous()
+    d = c + 1
+    sched = create_schedule([d.node])
+    _plan_memory(sched)
+    temps = sched.temporaries
+    assert len(temps) == 3
+    # a is dead once b is computed, so c can live in a's memory; b overlaps both and needs its own
+    bases = [t.base for t in temps]
+    assert bases[0] is bases[2] and bases[1] is not bases[0]
+    assert d.tolist() == [((v + 1) * 2 * 3) + 1 for v in range(64)]
+
+
+def test_one_compiler_call_per_realize():
+    x = Tensor(np.random.rand(8, 8).astype(np.float32)).realize()
+    boltgrad.stats.reset()
+    outs = [(x * k).sum(1) for k in (3.5, 7.25)] + [(x + 11.5).amax(0), x.T * 13.0]
+    Tensor.realize_all(outs)
+    assert boltgrad.stats.kernels == 4
+    assert boltgrad.stats.compiles <= 1
+
+
+def test_debug_levels_print(monkeypatch, capsys):
+    x = Tensor([1.0, 2.0, 3.0]).realize()
+    monkeypatch.setenv("DEBUG", "2")
+    (x * 123.0).realize()
+    err = capsys.readouterr().err
+    assert "realize: 1 kernels" in err and "GFLOP/s" in err
+    monkeypatch.setenv("DEBUG", "4")
+    (x * 321.0).realize()
+    assert "void " in capsys.readouterr().err
+
+
+def test_a_realized_value_is_reused_until_its_input_is_overwritten():
+    w = Tensor([1.0, 2.0]).realize()
+    y = (w * 2).exp2()
+    z = y + 1  # z's graph holds y's old graph
+    y.realize()
+    boltgrad.stats.reset()
+    assert z.tolist() == [5.0, 17.0]
+    assert boltgrad.stats.kernels == 1  # z reads y's buffer rather than recomputing it
+    again = (w * 2).exp2() + 1
+    w.assign(w + 1).realize()
+    assert again.tolist() == [17.0, 65.0]  # w changed: the remembered value of y is stale, so it is recomputed
+
+
+def test_assign_reads_before_overwrite():
+    w = Tensor([[1.0, 2.0], [3.0, 4.0]]).realize()
+    y = w * 2
+    w.assign(w.T + 0)
+    Tensor.realize_all([w, y])
+    assert y.tolist() == [[2.0, 4.0], [6.0, 8.0]]
+    assert w.tolist() == [[1.0, 3.0], [2.0, 4.0]]
+
+
+def test_copy_between_devices_counts_bytes_not_kernels():
+    x = Tensor([1.0, 2.0, 3.0, 4.0]).realize()
+    boltgrad.stats.reset()
+    y = x.to("PYTHON").realize()
+    assert boltgrad.stats.kernels == 0 and boltgrad.stats.copy_bytes == 2 * 16
+    assert y.device == "PYTHON" and (y + 1).tolist() == [2.0, 3.0, 4.0, 5.0]
