@@ -206,19 +206,23 @@ def lower_kernel(ast: Node) -> LoweredKernel:
     instead (an output upcast), so each iteration reads a contiguous run, as a column sum or a matmul wants.
     """
     store, ranges, _ = _lower_once(ast, reduce_upcast=False)
-    upcast = _output_upcast(store, ranges)
-    store, ranges, lw = _lower_once(ast, reduce_upcast=upcast == 1)
-    if upcast > 1:
-        inner = ranges[-1]
-        blocked = Node(Op.RANGE, int64, (const(inner.src[0].arg // upcast),), (lw.next_range, "loop"))
-        stores = [simplify(substitute(store, {inner: blocked * upcast + u})) for u in range(upcast)]
+    upcasts = _output_upcasts(store, ranges)
+    store, ranges, lw = _lower_once(ast, reduce_upcast=not upcasts)
+    stores = [store]
+    for position, factor in sorted(upcasts):  # outer dims first: the innermost lanes end up adjacent
+        # compute ``factor`` neighbouring outputs of this dim per iteration: their loads share the loop
+        dim = ranges[position]
+        blocked = Node(Op.RANGE, int64, (const(dim.src[0].arg // factor),), (lw.next_range, "loop"))
+        lw.next_range += 1
+        stores = [simplify(substitute(s, {dim: blocked * factor + u})) for s in stores for u in range(factor)]
+        ranges = ranges[:position] + [blocked] + ranges[position + 1 :]
+    if len(stores) > 1:
         store = Node(Op.SINK, store.dtype, tuple(stores))
-        ranges = ranges[:-1] + [blocked]
     outer = int(ranges[0].src[0].arg) if ranges else 1
     inner_size = prod(int(r.src[0].arg) for r in ranges[1:])
     declared = {n.arg[0]: n.dtype for n in ast.toposort() if n.op is Op.PARAM}
     params = [declared[i] for i in range(max(declared) + 1)]
-    return LoweredKernel(store, ranges, outer, max(1, inner_size * lw.reduce_work * upcast), params)
+    return LoweredKernel(store, ranges, outer, max(1, inner_size * lw.reduce_work * len(stores)), params)
 
 
 def _lower_once(ast: Node, reduce_upcast: bool) -> tuple[Node, list[Node], _Lowerer]:
@@ -236,26 +240,41 @@ def _lower_once(ast: Node, reduce_upcast: bool) -> tuple[Node, list[Node], _Lowe
     return store, ranges, lw
 
 
-def _output_upcast(store: Node, ranges: list[Node]) -> int:
-    """How many outputs of the innermost output dim one reduce loop should compute (1: no upcast)."""
+def _output_upcasts(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
+    """Which output dims one reduce loop should compute several outputs of: [(position in ranges, factor)].
+
+    The innermost dim is upcast when a load walks the reduce loop with a stride but that dim contiguously (a
+    column sum; B in a matmul): each iteration then reads a contiguous run. The dim outside it is upcast too
+    when some load ignores the innermost dim but depends on this one (A in a matmul): every B value loaded is
+    then used for several rows, a register tile.
+    """
     nodes = store.toposort()
     reduce_ranges = {n for n in nodes if n.op is Op.RANGE and n.arg[1] == "reduce"}
     if not ranges or not reduce_ranges:
-        return 1
+        return []
     inner = ranges[-1]
-    wants = False
-    for n in nodes:
-        if n.op is not Op.LOAD:
-            continue
-        terms, _ = affine_terms(n.src[1])
-        reduce_coefs = [terms[r] for r in reduce_ranges if r in terms]
-        # a load that walks the reduce loop with a stride but the output dim contiguously
-        if terms.get(inner) == 1 and reduce_coefs and 1 not in reduce_coefs:
-            wants = True
-    if not wants:
-        return 1
-    extent = inner.src[0].arg
-    return next((j for j in (16, 8, 4, 2) if extent % j == 0 and extent >= 2 * j), 1)
+    loads = [affine_terms(n.src[1])[0] for n in nodes if n.op is Op.LOAD]
+    strided = any(
+        t.get(inner) == 1 and any(r in t for r in reduce_ranges) and all(t.get(r) != 1 for r in reduce_ranges)
+        for t in loads
+    )
+    if not strided:
+        return []
+    out = []
+    j = _factor(inner.src[0].arg, (16, 8, 4, 2))
+    if j > 1:
+        out.append((len(ranges) - 1, j))
+    if len(ranges) >= 2:
+        rows = ranges[-2]
+        reuse = any(rows in t and inner not in t and any(r in t for r in reduce_ranges) for t in loads)
+        i = _factor(rows.src[0].arg, (4, 2)) if reuse else 1
+        if i > 1:
+            out.append((len(ranges) - 2, i))
+    return out
+
+
+def _factor(extent: int, choices: tuple[int, ...]) -> int:
+    return next((f for f in choices if extent % f == 0 and extent >= 2 * f), 1)
 
 
 def _merge_ranges(lw: _Lowerer, store: Node, ranges: list[Node]) -> tuple[Node, list[Node]]:
