@@ -26,6 +26,7 @@ from .ir.dtypes import (
     uint8,
     uint32,
 )
+from .jit import jit
 from .tensor import Tensor, synchronize
 from .tensor_create import manual_seed
 from .tensor_reduce import cat, stack

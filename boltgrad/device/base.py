@@ -129,3 +129,35 @@ class Device:
 
     def synchronize(self) -> None:
         """Wait until everything queued on this device has finished."""
+
+    def graph(self, launches: list[Launch]) -> LaunchGraph:
+        """Launches packed for repeated replay; devices with a native form (the CPU's launch list) override."""
+        return LaunchGraph(self, launches)
+
+
+class LaunchGraph:
+    """A replayable list of launches whose buffers and variable values can be patched between runs."""
+
+    def __init__(self, device: Device, launches: list[Launch]):
+        self.device = device
+        self.launches = list(launches)
+
+    def __len__(self) -> int:
+        return len(self.launches)
+
+    def set_buffer(self, launch_index: int, slot: int, handle: Any) -> None:
+        launch = self.launches[launch_index]
+        buffers = list(launch.buffers)
+        buffers[slot] = handle
+        self.launches[launch_index] = Launch(
+            launch.program, tuple(buffers), launch.var_values, launch.size, launch.cost
+        )
+
+    def set_var(self, launch_index: int, slot: int, value: int) -> None:
+        launch = self.launches[launch_index]
+        values = list(launch.var_values)
+        values[slot] = value
+        self.launches[launch_index] = Launch(launch.program, launch.buffers, tuple(values), launch.size, launch.cost)
+
+    def run(self) -> None:
+        self.device.run(self.launches)

@@ -39,6 +39,38 @@ class CompiledKernel:
 _compiled: dict[tuple[str, Node], CompiledKernel] = {}
 
 
+@dataclass
+class CapturedLaunch:
+    device: str
+    launch: Launch
+    buffers: list[Buffer]  # the Buffer objects behind launch.buffers, output first
+    variables: list[Node]  # the VAR behind each of launch.var_values
+    overwrites: bool  # writes a buffer that existed before (an ASSIGN)
+
+
+@dataclass
+class CapturedCopy:
+    dest: Buffer
+    src: Buffer
+
+
+# while a JIT captures a step, every launch and copy the engine runs is also recorded here
+_capture: list[CapturedLaunch | CapturedCopy] | None = None
+
+
+def start_capture() -> None:
+    global _capture
+    if _capture is not None:
+        raise RuntimeError("jit: a capture is already running (a jitted function called another one)")
+    _capture = []
+
+
+def stop_capture() -> list[CapturedLaunch | CapturedCopy]:
+    global _capture
+    ops, _capture = _capture or [], None
+    return ops
+
+
 def realize(targets: list[Node]) -> dict[Node, Buffer]:
     """Compute every target node; returns the buffer that holds each one's value."""
     sched = create_schedule(targets)
@@ -92,6 +124,9 @@ def _flush(batch: list[tuple[KernelItem, CompiledKernel]], debug: int) -> int:
             _print_kernel_line(ck, item, time.perf_counter() - t)
     else:
         device.run([launch for launch, _, _ in launches])
+    if _capture is not None:
+        for launch, item, ck in launches:
+            _capture.append(CapturedLaunch(item.device, launch, item.buffers, ck.linear.variables, item.overwrites))
     stats.kernels += len(launches)
     batch.clear()
     return len(launches)
@@ -100,6 +135,8 @@ def _flush(batch: list[tuple[KernelItem, CompiledKernel]], debug: int) -> int:
 def _copy(item: CopyItem) -> None:
     data = item.src.copyout()
     item.dest.copyin(data)
+    if _capture is not None:
+        _capture.append(CapturedCopy(item.dest, item.src))
 
 
 def _plan_memory(sched: Schedule) -> None:
@@ -179,14 +216,23 @@ def _structure(lin: LinearProgram) -> str:
 
 
 def _flop_count(lin: LinearProgram) -> int:
-    return sum(1 for n in lin.instructions if n.op in ALU and n.dtype.is_float) + sum(
-        1 for n in lin.instructions if n.op is Op.ACC_UPDATE
-    )
+    """Floating point operations of one launch: each float ALU op times the trips of the loops around it."""
+    trips, total = 1, 0
+    stack: list[int] = []
+    for n in lin.instructions:
+        if n.op is Op.RANGE:
+            extent = lin.outer_size if n is lin.global_range else int(n.src[0].arg)
+            stack.append(extent)
+            trips *= max(extent, 1)
+        elif n.op is Op.ENDRANGE:
+            trips //= max(stack.pop(), 1)
+        elif (n.op in ALU and n.dtype.is_float) or n.op is Op.ACC_UPDATE:
+            total += trips
+    return total
 
 
 def _print_kernel_line(ck: CompiledKernel, item: KernelItem, seconds: float) -> None:
-    iterations = ck.linear.outer_size * ck.linear.cost
-    gflops = ck.flops_per_iteration * iterations / max(seconds, 1e-9) / 1e9
+    gflops = ck.flops_per_iteration / max(seconds, 1e-9) / 1e9
     nbytes = sum(b.nbytes for b in item.buffers)
     gbs = nbytes / max(seconds, 1e-9) / 1e9
     print(

@@ -29,6 +29,7 @@ class KernelItem:
     buffers: list[Buffer]  # output first, then inputs in PARAM order
     var_values: dict[Node, int]  # VAR -> bound value
     device: str
+    overwrites: bool = False  # an ASSIGN: the output buffer existed before and holds state
 
 
 @dataclass
@@ -296,6 +297,7 @@ def create_schedule(targets: list[Node]) -> Schedule:
             out = Buffer(device_of(n) or Device_.DEFAULT, prod(n.shape), n.dtype)
         buffers[n] = out
         sched.items.append(_kernel_item(n, out, chosen, buffers))
+        sched.items[-1].overwrites = n.op is Op.ASSIGN
 
     keep = {id(buffers[r]) for r in resolved if r in buffers}
     sched.temporaries = [b for n, b in buffers.items() if n.op is not Op.ASSIGN and id(b) not in keep]
