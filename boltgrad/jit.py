@@ -29,6 +29,7 @@ What a replay keeps and what it does not:
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,14 @@ from .ir.ops import Op
 from .schedule.schedule import as_contiguous_buffer, buffer_view
 from .tensor import Tensor
 from .tensor_create import RNG_COUNTER_VAR, _RngState
+
+_replay_hooks: weakref.WeakSet = weakref.WeakSet()
+
+
+def register_replay_hook(obj: Any) -> None:
+    """``obj.before_replay()`` runs before every replay: an object whose Python-side settings feed a recorded
+    step (an optimizer's learning rate) writes them into their device buffers there, outside the recording."""
+    _replay_hooks.add(obj)
 
 
 def _flatten_args(args: tuple, kwargs: dict) -> tuple[list[Tensor], tuple]:
@@ -115,6 +124,8 @@ class CapturedStep:
                         self.rng_points.append((seg_index, li, slot, value - self.rng_start))
 
     def replay(self, inputs: list[Tensor]) -> Any:
+        for hook in list(_replay_hooks):
+            hook.before_replay()
         handles: dict[int, Buffer] = {}
         for captured, new in zip(self.input_buffers, inputs):
             handles[id(captured)] = _buffer_of(new)

@@ -44,7 +44,7 @@ class _Lowerer:
         self.reduce_upcast = reduce_upcast
         self.memo: dict[tuple, Node] = {}
         self.next_range = 0
-        self.reduce_work = 1
+        self.reduce_work = 1  # the largest trip count of one output's reduce loops, for the cost estimate
         self.params: dict[int, DType] = {}
 
     def new_range(self, extent: int, kind: str) -> Node:
@@ -139,7 +139,7 @@ class _Lowerer:
         lanes = reduce_lanes(extent, n.dtype, len(src.toposort())) if self.reduce_upcast else 1
         r = self.new_range(-(-extent // lanes), "reduce")
         ranges.append(r)
-        self.reduce_work *= prod(src.shape[a] for a in big)
+        self.reduce_work = max(self.reduce_work, prod(src.shape[a] for a in big))
         # ``lanes`` accumulators over one loop: independent chains the C compiler turns into vector adds
         partials = []
         for lane in range(lanes):
@@ -222,7 +222,8 @@ def lower_kernel(ast: Node) -> LoweredKernel:
     inner_size = prod(int(r.src[0].arg) for r in ranges[1:])
     declared = {n.arg[0]: n.dtype for n in ast.toposort() if n.op is Op.PARAM}
     params = [declared[i] for i in range(max(declared) + 1)]
-    return LoweredKernel(store, ranges, outer, max(1, inner_size * lw.reduce_work * len(stores)), params)
+    cost = min(max(1, inner_size * lw.reduce_work * len(stores)), 1 << 40)
+    return LoweredKernel(store, ranges, outer, cost, params)
 
 
 def _lower_once(ast: Node, reduce_upcast: bool) -> tuple[Node, list[Node], _Lowerer]:
