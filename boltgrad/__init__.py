@@ -28,7 +28,8 @@ from .ir.dtypes import (
 )
 from .jit import jit
 from .tensor import Tensor, synchronize
-from .tensor_create import manual_seed
+from .tensor_create import bernoulli, manual_seed, multinomial, normal, randperm
+from .tensor_nn import einsum
 from .tensor_reduce import cat, stack
 
 half = float16
@@ -95,7 +96,12 @@ _FUNCTIONS = """abs add sub mul div floor_divide remainder fmod pow neg sign exp
 sin cos tan sigmoid tanh relu reciprocal square floor ceil round trunc clamp clip maximum minimum logical_and
 logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not isnan isinf isfinite eq ne lt
 le gt ge sum mean prod amax amin argmax argmin max min matmul dot reshape permute transpose flatten unflatten
-squeeze unsqueeze flip split chunk""".split()
+squeeze unsqueeze flip split chunk
+erf erfc atan atan2 arctan arctan2 asin acos arcsin arccos sinh cosh asinh acosh atanh arcsinh arccosh arctanh lerp
+cumsum cumprod any all norm count_nonzero bmm outer ger
+gather scatter scatter_add scatter_reduce index_select index_add index_fill index_put masked_fill masked_select
+masked_scatter nonzero take_along_dim tril triu diag diagonal sort argsort msort topk roll repeat_interleave
+tile""".split()
 for _name in _FUNCTIONS:
     globals()[_name] = _function_of(_name)
 del _name
@@ -103,6 +109,7 @@ del _name
 
 __all__ = [
     "Tensor", "Device", "DType", "stats", "manual_seed", "synchronize", "cat", "stack", "where", "matmul",
+    "einsum", "randperm", "bernoulli", "multinomial", "normal",
     "CompileError", "DeviceLost", "DeviceUnavailable", "promote_types",
     "bool_", "int8", "uint8", "int16", "int32", "uint32", "int64", "float16", "bfloat16", "float32", "float64",
 ]  # fmt: skip

@@ -28,11 +28,14 @@ from .ir.node import Node
 from .ir.ops import Op
 from .schedule.schedule import as_contiguous_buffer, buffer_view, device_of, input_versions, record_realized
 from .tensor_create import CreationMixin
+from .tensor_gather import GatherMixin
 from .tensor_index import IndexMixin
 from .tensor_math import MathMixin
 from .tensor_movement import MovementMixin
 from .tensor_nn import NNMixin
 from .tensor_reduce import ReduceMixin
+from .tensor_sort import SortMixin
+from .tensor_special import SpecialMixin
 
 Scalar = bool | int | float
 
@@ -96,7 +99,9 @@ def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
     return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
-class Tensor(CreationMixin, MathMixin, MovementMixin, ReduceMixin, IndexMixin, NNMixin):
+class Tensor(
+    CreationMixin, SpecialMixin, MathMixin, MovementMixin, ReduceMixin, IndexMixin, GatherMixin, SortMixin, NNMixin
+):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
     __slots__ = ("node", "_leaf_grad", "grad", "__weakref__")

@@ -9,6 +9,7 @@ new counter values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +187,74 @@ class CreationMixin:
             out.requires_grad = True
         return out
 
+    # ---- in-place fills and draws shaped like a tensor ----
+
+    def _uniform_like(self, work: DType) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        return type(me).rand(me.shape, dtype=work, device=me.device)
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        """Fill in place with numbers uniform on [a, b)."""
+        me: Tensor = self  # type: ignore[assignment]
+        work = _draw_type(me, "uniform_")
+        return me.assign(me._uniform_like(work) * (b - a) + a)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """Fill in place with normal numbers of the given mean and standard deviation."""
+        me: Tensor = self  # type: ignore[assignment]
+        work = _draw_type(me, "normal_")
+        return me.assign(type(me).randn(me.shape, dtype=work, device=me.device) * std + mean)
+
+    def exponential_(self, lambd: float = 1.0) -> Tensor:
+        """Fill in place with exponential numbers of rate ``lambd`` (mean 1 / lambd)."""
+        me: Tensor = self  # type: ignore[assignment]
+        work = _draw_type(me, "exponential_")
+        return me.assign((1 - me._uniform_like(work)).log() * (-1.0 / lambd))  # 1 - u is in (0, 1]: no log(0)
+
+    def bernoulli(self, p: Any = None) -> Tensor:
+        """0 or 1 in self's dtype, 1 with probability ``p`` (a number or tensor), or self's values if p is None."""
+        me: Tensor = self  # type: ignore[assignment]
+        probs = me if p is None else p
+        work = dtypes.float64 if me.dtype == dtypes.float64 else dtypes.float32
+        draw = (me._uniform_like(work) < probs).cast(me.dtype)
+        return draw.detach()
+
+    def bernoulli_(self, p: Any = 0.5) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        return me.assign(me.bernoulli(p))
+
+    def multinomial(self, num_samples: int, replacement: bool = False) -> Tensor:
+        """Indices drawn from the categories of the last dim, with probabilities proportional to self (1-d or 2-d,
+        non-negative, need not sum to 1). With replacement: inverse CDF, counting the running sums at or below a
+        uniform draw. Without: the k largest keys log(u) / p (Efraimidis-Spirakis, i.e. Gumbel-top-k)."""
+        me: Tensor = self  # type: ignore[assignment]
+        if me.ndim not in (1, 2):
+            raise RuntimeError(f"multinomial: probabilities must be 1-d or 2-d, got shape {me.shape}")
+        n = me.shape[-1]
+        if n == 0:
+            raise RuntimeError("multinomial: the probability distribution has no categories")
+        if num_samples <= 0:
+            raise RuntimeError(f"multinomial: num_samples must be positive, got {num_samples}")
+        if not replacement and num_samples > n:
+            raise RuntimeError(f"multinomial: cannot draw {num_samples} samples without replacement from {n} "
+                               "categories")  # fmt: skip
+        probs = (me if me.ndim == 2 else me.reshape(1, n)).detach()
+        probs = probs.cast(dtypes.float64 if probs.dtype == dtypes.float64 else dtypes.float32)
+        rows = probs.shape[0]
+        if replacement:
+            cdf = probs.cumsum(-1)  # (rows, n)
+            u = type(me).rand(rows, num_samples, dtype=probs.dtype, device=me.device) * cdf[:, n - 1 : n]
+            count = (cdf.unsqueeze(1) <= u.unsqueeze(2)).sum(-1)  # (rows, samples): categories passed
+            ramp = type(me).arange(n, device=me.device).reshape(1, n)
+            last = (probs > 0)._select(ramp, 0).amax(-1, keepdim=True)  # a draw of exactly the total lands here
+            out = count.minimum(last)
+        else:
+            u = type(me).rand(rows, n, dtype=probs.dtype, device=me.device)
+            positive = probs > 0
+            keys = positive._select((1 - u).log() / positive._select(probs, 1.0), -math.inf)
+            out = keys.argmax(-1, keepdim=True) if num_samples == 1 else keys.topk(num_samples, -1).indices
+        return out if me.ndim == 2 else out.reshape(num_samples)
+
     @classmethod
     def randint(cls, low: int, high: int | None = None, size: Sequence[int] = (), dtype: Any = None,
                 device: str | None = None) -> Tensor:  # fmt: skip
@@ -196,3 +265,52 @@ class CreationMixin:
         u = cls.rand(_shape_of(tuple(size)), dtype=dtypes.float64, device=device)
         out = (u * (high - low)).floor().cast(dtypes.int64) + low
         return out.cast(to_dtype(dtype)) if dtype is not None else out
+
+
+def _draw_type(t: Tensor, name: str) -> DType:
+    """The type to draw floats in for ``t``: float64 for float64, else float32 (rounded to t's type after)."""
+    if not t.dtype.is_float:
+        raise TypeError(f"{name}: expected a floating point tensor, got {t.dtype.name}")
+    return dtypes.float64 if t.dtype == dtypes.float64 else dtypes.float32
+
+
+def randperm(n: int, dtype: Any = None, device: str | None = None) -> Tensor:
+    """A random permutation of 0..n-1: the order that sorts n random 63-bit keys."""
+    from .tensor import Tensor
+
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    bits = Tensor._random_bits((2, n), device).cast(dtypes.int64)
+    keys = ((bits[0] >> 1) << 32) | bits[1]
+    out = keys.argsort() if n > 1 else Tensor.arange(n, device=device)
+    return out.cast(to_dtype(dtype)) if dtype is not None else out
+
+
+def bernoulli(input: Tensor, p: Any = None) -> Tensor:  # noqa: A002 - torch's parameter name
+    """0 or 1 with probability ``input`` (or ``p``), in input's dtype."""
+    return input.bernoulli(p)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:  # noqa: A002
+    return input.multinomial(num_samples, replacement)
+
+
+def normal(mean: Any = 0.0, std: Any = 1.0, size: Sequence[int] | None = None, *, dtype: Any = None,
+           device: str | None = None) -> Tensor:  # fmt: skip
+    """Normal numbers with the given mean and std, each a number or a tensor (broadcast together), or of
+    ``size`` when both are numbers."""
+    from .tensor import Tensor
+    from .tensor_math import broadcast_shape
+
+    tensors = [t for t in (mean, std) if isinstance(t, Tensor)]
+    if size is not None:
+        shape = _shape_of((tuple(size),))
+    elif tensors:
+        shape = broadcast_shape(*(t.shape for t in tensors))
+    else:
+        raise TypeError("normal: give size when mean and std are both numbers")
+    dev = device or (tensors[0].device if tensors else None)
+    dt = to_dtype(dtype) if dtype is not None else (tensors[0].dtype if tensors else dtypes.default_float)
+    work = dtypes.float64 if dt == dtypes.float64 else dtypes.float32
+    draw = Tensor.randn(shape, dtype=work, device=dev)
+    return (draw * std + mean).cast(dt).detach()  # torch passes no gradient to mean or std

@@ -34,6 +34,14 @@ def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def compute_types(x: Tensor) -> tuple[Tensor, DType]:
+    """x in the float type to compute in, and the type of the result: half types compute in float32 and
+    integers in the default float type, as torch's elementwise math does (rounding once, at the end)."""
+    out = x.dtype if x.dtype.is_float else dtypes.default_float
+    work = dtypes.float32 if out.itemsize < 4 else out
+    return x.cast(work), out
+
+
 class MathMixin:
     __slots__ = ()
     node: Node
@@ -199,28 +207,25 @@ class MathMixin:
     # ---- transcendental ----
 
     def exp(self) -> Tensor:
-        return (self._floating() * LOG2_E)._unary(Op.EXP2)
+        x, out = compute_types(self)  # type: ignore[arg-type]
+        return (x * LOG2_E)._unary(Op.EXP2).cast(out)
 
     def exp2(self) -> Tensor:
         return self._floating()._unary(Op.EXP2)
 
-    def expm1(self) -> Tensor:
-        return self.exp() - 1
-
     def log(self) -> Tensor:
-        return self._floating()._unary(Op.LOG2) * LN_2
+        x, out = compute_types(self)  # type: ignore[arg-type]
+        return (x._unary(Op.LOG2) * LN_2).cast(out)
 
     def log2(self) -> Tensor:
         return self._floating()._unary(Op.LOG2)
-
-    def log1p(self) -> Tensor:
-        return (self._floating() + 1).log()
 
     def sqrt(self) -> Tensor:
         return self._floating()._unary(Op.SQRT)
 
     def rsqrt(self) -> Tensor:
-        return self.sqrt().reciprocal()
+        x, out = compute_types(self)  # type: ignore[arg-type]
+        return x._unary(Op.SQRT)._unary(Op.RECIP).cast(out)
 
     def sin(self) -> Tensor:
         return self._floating()._unary(Op.SIN)
@@ -235,12 +240,6 @@ class MathMixin:
         x = self._floating()
         wide = x.cast(dtypes.float64)
         return (wide._unary(Op.SIN) / (math.pi / 2 - wide)._unary(Op.SIN)).cast(x.dtype)
-
-    def sigmoid(self) -> Tensor:
-        return (1 + (-self._floating()).exp()).reciprocal()
-
-    def tanh(self) -> Tensor:
-        return 2 * (2 * self._floating()).sigmoid() - 1
 
     def relu(self) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]

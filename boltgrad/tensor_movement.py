@@ -1,7 +1,10 @@
-"""Movement and indexing: views that become index arithmetic in the kernel that reads them, never copies.
+"""Movement: views that become index arithmetic in the kernel that reads them, never copies.
 
 Primitives: RESHAPE, PERMUTE, EXPAND, PAD, SHRINK, FLIP. Slicing with a step is a shrink, a pad to a multiple
-of the step, a reshape and a shrink again; concatenation pads each input to the full size and adds them.
+of the step, a reshape and a shrink again (``slice_dim``; ``unslice_dim`` is its inverse, used to write into a
+slice); concatenation pads each input to the full size and adds them. Repeats, rolls, sliding windows,
+diagonals and triangles are views too (a triangle is a view of the input and a comparison of two ranges).
+Indexing (``x[...]``) lives in ``tensor_index``.
 """
 
 from __future__ import annotations
@@ -169,44 +172,6 @@ class MovementMixin:
             out = inside._select(out, value)
         return out
 
-    def __getitem__(self, index: Any) -> Tensor:
-        me: Tensor = self  # type: ignore[assignment]
-        items = list(index) if isinstance(index, tuple) else [index]
-        for it in items:
-            if not (it is None or it is Ellipsis or isinstance(it, int | slice)):
-                raise NotImplementedError(
-                    f"indexing with {type(it).__name__} is not supported yet; use ints, slices, None and ..."
-                )
-        n_real = sum(1 for it in items if it is not None and it is not Ellipsis)
-        if n_real > me.ndim:
-            raise IndexError(f"too many indices for tensor of dimension {me.ndim}")
-        ellipses = [i for i, it in enumerate(items) if it is Ellipsis]
-        if len(ellipses) > 1:
-            raise IndexError("an index can only have a single ellipsis ('...')")
-        fill = [slice(None)] * (me.ndim - n_real)
-        if ellipses:
-            items[ellipses[0] : ellipses[0] + 1] = fill
-        else:
-            items += fill
-        out: Tensor = me
-        final_shape: list[int] = []
-        dim = 0
-        for it in items:
-            if it is None:
-                final_shape.append(1)
-                continue
-            size = out.shape[dim]
-            if isinstance(it, int):
-                if not -size <= it < size:
-                    raise IndexError(f"index {it} is out of bounds for dimension {dim} with size {size}")
-                i = it % size
-                out = out.shrink([None] * dim + [(i, i + 1)])
-            else:
-                out = _slice_dim(out, dim, it)
-                final_shape.append(out.shape[dim])
-            dim += 1
-        return out.reshape(tuple(final_shape))
-
     def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
         me: Tensor = self  # type: ignore[assignment]
         d = self._axis(dim)
@@ -230,6 +195,127 @@ class MovementMixin:
         me: Tensor = self  # type: ignore[assignment]
         n = me.shape[self._axis(dim)]
         return self.split(max(1, -(-n // chunks)), dim)
+
+    # ---- repeats and sliding windows ----
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        """Tile the tensor ``sizes[i]`` times along dim i (``sizes`` may have more dims than the tensor).
+
+        A view: each dim becomes a broadcast of a new leading axis, then the two are merged.
+        """
+        me: Tensor = self  # type: ignore[assignment]
+        reps = _shape_arg(sizes)
+        if len(reps) < me.ndim:
+            raise ValueError(f"repeat: {len(reps)} repeat sizes {tuple(reps)} given for a {me.ndim}-d tensor")
+        if any(not isinstance(r, int) or r < 0 for r in reps):
+            raise ValueError(f"repeat: sizes must be non-negative ints, got {tuple(reps)}")
+        shape = (1,) * (len(reps) - me.ndim) + me.shape
+        paired = me.reshape([v for s in shape for v in (1, s)])  # (1, s0, 1, s1, ...)
+        tiled = paired.expand([v for r, s in zip(reps, shape) for v in (r, s)])  # (r0, s0, r1, s1, ...)
+        return tiled.reshape([r * s for r, s in zip(reps, shape)])
+
+    def tile(self, *dims: Any) -> Tensor:
+        """``repeat``, except that fewer sizes than dims repeat the last dims (missing sizes count as 1)."""
+        me: Tensor = self  # type: ignore[assignment]
+        reps = _shape_arg(dims)
+        return self.repeat((1,) * (me.ndim - len(reps)) + tuple(reps))
+
+    def roll(self, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None) -> Tensor:
+        """Shift elements along ``dims`` by ``shifts``, wrapping around; without dims, over the flattened tensor."""
+        me: Tensor = self  # type: ignore[assignment]
+        shift_list = [shifts] if isinstance(shifts, int) else list(shifts)
+        if dims is None:
+            if len(shift_list) != 1:
+                raise ValueError(f"roll: {len(shift_list)} shifts given without dims; give one shift or the dims")
+            return me.reshape(-1).roll(shift_list[0], 0).reshape(me.shape)
+        dim_list = [dims] if isinstance(dims, int) else list(dims)
+        if len(shift_list) != len(dim_list):
+            raise ValueError(f"roll: shifts {tuple(shift_list)} and dims {tuple(dim_list)} differ in length")
+        from .tensor_reduce import cat
+
+        out = me
+        for shift, dim in zip(shift_list, dim_list):
+            d = self._axis(dim)
+            n = me.shape[d]
+            k = shift % n if n else 0
+            if k:
+                out = cat([out.shrink([None] * d + [(n - k, n)]), out.shrink([None] * d + [(0, n - k)])], d)
+        return out
+
+    def unfold(self, dimension: int, size: int, step: int) -> Tensor:
+        """Sliding windows (torch's ``Tensor.unfold``): dim ``dimension`` becomes the window count
+        ``(n - size) // step + 1`` and a new last dim holds each window. A view, so cost is that of the output.
+
+            >>> Tensor([1, 2, 3, 4, 5]).unfold(0, 2, 2).tolist()
+            [[1, 2], [3, 4]]
+        """
+        me: Tensor = self  # type: ignore[assignment]
+        if me.ndim == 0:  # torch: the one element is one window, without a window dim
+            self._axis(dimension)
+            if size not in (0, 1) or step <= 0:
+                raise ValueError(f"unfold: a 0-d tensor takes size 0 or 1 and a positive step, not {size} and {step}")
+            return me.reshape(1).shrink([(0, size)])
+        d = self._axis(dimension)
+        n = me.shape[d]
+        if not 0 <= size <= n:
+            raise ValueError(f"unfold: size {size} must be in [0, {n}] (the size of dim {d}) for shape {me.shape}")
+        if step <= 0:
+            raise ValueError(f"unfold: step must be positive, got {step}")
+        rest = [i for i in range(me.ndim) if i != d]
+        batch = tuple(me.shape[i] for i in rest)
+        last = me.permute(rest + [d])  # (..., n)
+        # size copies of each row, re-read with a stride of n + 1: window[j][i] = row[i + j]
+        copies = last.unsqueeze(-2).expand(batch + (size, n)).reshape(batch + (size * n,))
+        skewed = copies.pad([None] * len(batch) + [(0, size)]).reshape(batch + (size, n + 1))
+        windows = skewed.shrink([None] * len(batch) + [None, (0, n - size + 1)])  # (..., size, starts)
+        windows = slice_dim(windows, len(batch) + 1, slice(None, None, step)).transpose(-1, -2)  # (..., count, size)
+        order = list(range(len(batch)))
+        order.insert(d, len(batch))
+        return windows.permute(order + [len(batch) + 1])
+
+    # ---- diagonals and triangles ----
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+        """The diagonal ``x[..., i, i + offset]`` of dims ``dim1`` and ``dim2``, as a new last dim (a view)."""
+        me: Tensor = self  # type: ignore[assignment]
+        a, b = self._axis(dim1), self._axis(dim2)
+        if a == b:
+            raise ValueError(f"diagonal: dim1 and dim2 must differ, both are {a}")
+        rest = [i for i in range(me.ndim) if i not in (a, b)]
+        batch = tuple(me.shape[i] for i in rest)
+        square = me.permute(rest + [a, b])  # (..., rows, cols)
+        rows, cols = square.shape[-2:]
+        lo_r, lo_c = min(max(-offset, 0), rows), min(max(offset, 0), cols)
+        length = max(0, min(rows - lo_r, cols - lo_c))
+        square = square.shrink([None] * len(batch) + [(lo_r, lo_r + length), (lo_c, lo_c + length)])
+        # row-major, the diagonal is every (length + 1)-th element: pad to length * (length + 1) and fold
+        flat = square.reshape(batch + (length * length,)).pad([None] * len(batch) + [(0, length)])
+        return (
+            flat.reshape(batch + (length, length + 1))
+            .shrink([None] * len(batch) + [None, (0, 1)])
+            .reshape(batch + (length,))
+        )
+
+    def diag(self, diagonal: int = 0) -> Tensor:
+        """A 1-d tensor -> the square matrix with it on diagonal ``diagonal``; a 2-d one -> that diagonal."""
+        me: Tensor = self  # type: ignore[assignment]
+        if me.ndim == 2:
+            return self.diagonal(diagonal)
+        if me.ndim != 1:
+            raise ValueError(f"diag: expected a 1-d or 2-d tensor, got shape {me.shape}")
+        n = me.shape[0]
+        eye = type(me).eye(n, dtype=_bool(), device=me.device)
+        square = eye._select(me.reshape(1, n), me._const_like(0))  # (n, n), x[j] where i == j
+        k = abs(diagonal)
+        return square.pad(((0, k), (k, 0)) if diagonal >= 0 else ((k, 0), (0, k)))
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """Zero the elements above diagonal ``diagonal`` of the last two dims."""
+        return _triangle(self, diagonal, lower=True)  # type: ignore[arg-type]
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """Zero the elements below diagonal ``diagonal`` of the last two dims."""
+        return _triangle(self, diagonal, lower=False)  # type: ignore[arg-type]
 
 
 def _bool():
@@ -289,7 +375,8 @@ def _pad_mode(t: Tensor, pairs: list[tuple[int, int]], mode: str) -> Tensor:
     return out
 
 
-def _slice_dim(t: Tensor, dim: int, s: slice) -> Tensor:
+def slice_dim(t: Tensor, dim: int, s: slice) -> Tensor:
+    """``t[..., s, ...]`` with ``s`` on ``dim``; the dim stays (maybe with size 0)."""
     n = t.shape[dim]
     start, stop, step = s.indices(n)
     if step < 0:
@@ -306,3 +393,34 @@ def _slice_dim(t: Tensor, dim: int, s: slice) -> Tensor:
     padded = cropped.pad([None] * dim + [(0, count * step - (last - start))] + [None] * (t.ndim - dim - 1))
     folded = padded.reshape(t.shape[:dim] + (count, step) + t.shape[dim + 1 :])
     return folded.shrink([None] * (dim + 1) + [(0, 1)]).reshape(t.shape[:dim] + (count,) + t.shape[dim + 1 :])
+
+
+def unslice_dim(t: Tensor, dim: int, s: slice, n: int) -> Tensor:
+    """The inverse of ``slice_dim``: ``t`` (the slice) placed where ``s`` takes it from a dim of size ``n``, zero
+    (False) elsewhere. Views only: a pad, a fold of the step into a new dim, a pad again."""
+    start, stop, step = s.indices(n)
+    flipped = step < 0
+    if flipped:  # slice_dim flips first, then steps forward
+        start, step = n - 1 - start, -step
+    count = t.shape[dim]
+    before, after = [None] * dim, [None] * (t.ndim - dim - 1)
+    if step > 1 and count:
+        spread = t.unsqueeze(dim + 1).pad(before + [None, (0, step - 1)] + after)  # (.., count, step, ..)
+        t = spread.reshape(t.shape[:dim] + (count * step,) + t.shape[dim + 1 :])
+    width = t.shape[dim]
+    out = t.pad(before + [(start if count else 0, n - width - (start if count else 0))] + after)  # may crop the tail
+    return out.flip(dim) if flipped else out
+
+
+def _triangle(t: Tensor, diagonal: int, lower: bool) -> Tensor:
+    name = "tril" if lower else "triu"
+    if t.ndim < 2:
+        raise ValueError(f"{name}: expected a tensor of at least 2 dims, got shape {t.shape}")
+    rows, cols = t.shape[-2:]
+    from .ir import dtypes
+    from .tensor_create import arange_node
+
+    r = t._from_node(arange_node(rows, dtypes.int64, t.device)).reshape(rows, 1)
+    c = t._from_node(arange_node(cols, dtypes.int64, t.device)).reshape(1, cols)
+    keep = (c - r <= diagonal) if lower else (c - r >= diagonal)
+    return keep._select(t, t._const_like(0))

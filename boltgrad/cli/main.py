@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_doctor = sub.add_parser("doctor", help="check which devices work here, and how to fix the others")
     p_doctor.set_defaults(func=doctor)
+    from . import train  # the library it needs loads only when a command asks for it
+
+    train.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -14,6 +14,7 @@ from ..errors import DeviceUnavailable
 from .base import Device
 
 _MODULES = {"CPU": ("cpu", "CPUDevice"), "PYTHON": ("python", "PythonDevice"), "NULL": ("null", "NullDevice")}
+_MODULES["DISK"] = ("disk", "DiskDevice")  # files mapped read-only; runs no kernels
 _opened: dict[str, Device] = {}
 
 

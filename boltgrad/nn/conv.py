@@ -1,0 +1,277 @@
+"""Convolutions as views: pad, take every window as a strided view of the input (im2col without a copy),
+multiply by the broadcast weight and sum over (channels, kernel). The scheduler fuses that into one reduce
+kernel; the backward pass is the same view read the other way round, so it fuses too.
+
+The window view of one spatial dim of size ``i`` (kernel ``k``, stride ``s``, dilation ``d``, ``o`` outputs)
+is built from movement ops only: repeat the dim ``e`` times and flatten it, so that element ``f`` of the long
+row is ``x[f mod i]``; cut the row into ``k`` rows of length ``w = m*i + d``. Row ``kk`` then starts at
+``x[kk*d mod i]``, and every ``s``-th element of it is ``x[kk*d + oo*s]``, the window element wanted. The index
+arithmetic simplifies back to ``kk*d + oo*s`` in the kernel, so the trick costs nothing at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..tensor import Tensor
+
+IntOrTuple = int | Sequence[int]
+
+
+def ntuple(value: Any, n: int, name: str) -> tuple[int, ...]:
+    """An int or a sequence of ``n`` ints (or of one int) -> a tuple of ``n`` ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * n
+    items = tuple(value)
+    if len(items) == 1:
+        items = items * n
+    if len(items) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+    return items
+
+
+def check_rank(x: Tensor, nd: int, name: str, batched_only: bool = False) -> None:
+    ranks = (nd + 2,) if batched_only else (nd + 1, nd + 2)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a Tensor input, got {type(x).__name__}")
+    if x.ndim not in ranks:
+        want = " or ".join(f"{r}-d" for r in ranks)
+        raise RuntimeError(f"{name}: expected a {want} input (batch, channels, {nd} spatial dims), got shape {x.shape}")
+
+
+def _window_dim(x: Tensor, dim: int, k: int, s: int, d: int) -> Tensor:
+    """Replace dim ``dim`` (size i) by two dims (k, o) with out[kk, oo] = x[kk*d + oo*s], a view."""
+    i = x.shape[dim]
+    o = (i - d * (k - 1) - 1) // s + 1
+    pre, post = x.shape[:dim], x.shape[dim + 1 :]
+    lead = [None] * dim
+    if d == 1 and s >= k:  # windows that do not overlap: fold the dim into (o, s) and keep the first k of each
+        x = x.pad(lead + [(0, max(0, o * s - i))] + [None] * len(post)).shrink(lead + [(0, o * s)])
+        x = x.reshape(pre + (o, s) + post).shrink(lead + [None, (0, k)])
+        return x.transpose(dim, dim + 1)
+    m = 1
+    while m * i + d < o * s:  # rows must be long enough to hold o strided steps
+        m += 1
+    w = m * i + d
+    e = -(-k * w // i)
+    x = x.unsqueeze(dim).expand(pre + (e, i) + post).reshape(pre + (e * i,) + post)  # x repeated e times
+    x = x.shrink(lead + [(0, k * w)]).reshape(pre + (k, w) + post)  # row kk starts at x[kk*d]
+    if s == 1:
+        return x.shrink(lead + [None, (0, o)])
+    x = x.shrink(lead + [None, (0, o * s)]).reshape(pre + (k, o, s) + post)
+    return x.shrink(lead + [None, None, (0, 1)]).reshape(pre + (k, o) + post)
+
+
+def sliding_windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    """(..., *spatial) -> (..., *out, *kernel): every window of the last len(kernel) dims, as a view.
+
+    ``out[..., o1, o2, k1, k2] = x[..., o1*s1 + k1*d1, o2*s2 + k2*d2]``; the caller pads first.
+    """
+    n = len(kernel)
+    lead = x.ndim - n
+    for j in reversed(range(n)):  # last dim first, so the positions of earlier dims do not move
+        x = _window_dim(x, lead + j, kernel[j], stride[j], dilation[j])
+    # now (..., k1, o1, k2, o2, ...): bring the outputs forward, the kernel dims last
+    order = list(range(lead)) + [lead + 2 * j + 1 for j in range(n)] + [lead + 2 * j for j in range(n)]
+    return x.permute(order)
+
+
+def flat_padding(pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """((before, after) per spatial dim, first dim first) -> torch's flat pad list (last dim first)."""
+    return [p for before, after in reversed(pairs) for p in (before, after)]
+
+
+def _conv_padding(padding: Any, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+                  name: str) -> list[tuple[int, int]]:  # fmt: skip
+    nd = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0)] * nd
+        if padding != "same":
+            raise ValueError(f"{name}: padding must be 'valid', 'same', an int or a tuple, got {padding!r}")
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{name}: padding='same' is not supported for strided convolutions (stride {stride})")
+        pairs = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            pairs.append((total // 2, total - total // 2))  # an odd total puts the extra element on the right
+        return pairs
+    pads = ntuple(padding, nd, f"{name}: padding")
+    if any(p < 0 for p in pads):
+        raise RuntimeError(f"{name}: negative padding is not supported, got {pads}")
+    return [(p, p) for p in pads]
+
+
+def conv_nd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any, dilation: Any,  # noqa: A002
+            groups: int, nd: int, name: str) -> Tensor:  # fmt: skip
+    check_rank(input, nd, name)
+    if weight.ndim != nd + 2:
+        raise RuntimeError(f"{name}: expected a {nd + 2}-d weight (out, in/groups, *kernel), got shape {weight.shape}")
+    unbatched = input.ndim == nd + 1
+    x = input.unsqueeze(0) if unbatched else input
+    batch, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    out_channels, group_channels, kernel = weight.shape[0], weight.shape[1], weight.shape[2:]
+    if not isinstance(groups, int) or groups <= 0:
+        raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
+    if channels != group_channels * groups:
+        raise RuntimeError(
+            f"{name}: given groups={groups} and weight of shape {weight.shape}, expected input of shape {x.shape} "
+            f"to have {group_channels * groups} channels, but got {channels} channels instead"
+        )
+    if out_channels % groups:
+        raise RuntimeError(
+            f"{name}: given groups={groups}, the weight's dim 0 must be divisible by {groups}, but the weight has "
+            f"shape {weight.shape}"
+        )
+    stride, dilation = ntuple(stride, nd, f"{name}: stride"), ntuple(dilation, nd, f"{name}: dilation")
+    if any(s <= 0 for s in stride) or any(d <= 0 for d in dilation):
+        raise RuntimeError(f"{name}: stride {stride} and dilation {dilation} must be positive")
+    pairs = _conv_padding(padding, kernel, stride, dilation, name)
+    padded = [s + b + a for s, (b, a) in zip(spatial, pairs)]
+    reach = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    if any(p < r for p, r in zip(padded, reach)):
+        raise RuntimeError(
+            f"{name}: calculated padded input size per channel: {tuple(padded)}; kernel size (with dilation): "
+            f"{tuple(reach)}. The kernel can't be greater than the padded input (input {x.shape}, weight "
+            f"{weight.shape})"
+        )
+    windows = sliding_windows(x.pad(flat_padding(pairs)), kernel, stride, dilation)  # (B, C, *out, *kernel)
+    out_spatial = windows.shape[2 : 2 + nd]
+    # (B, G, Cg, *out, *k) -> (B, G, 1, *out, Cg, *k): out channels broadcast, the reduced dims last
+    windows = windows.reshape((batch, groups, 1, group_channels) + out_spatial + kernel)
+    windows = windows.permute([0, 1, 2] + list(range(4, 4 + nd)) + [3] + list(range(4 + nd, 4 + 2 * nd)))
+    w = weight.reshape((1, groups, out_channels // groups) + (1,) * nd + (group_channels,) + kernel)
+    out = (windows * w).sum(tuple(range(3 + nd, 4 + 2 * nd)))  # (B, G, O/G, *out)
+    out = out.reshape((batch, out_channels) + out_spatial)
+    if bias is not None:
+        if bias.shape != (out_channels,):
+            raise RuntimeError(f"{name}: expected a bias of shape ({out_channels},), got {bias.shape}")
+        out = out + bias.reshape((1, out_channels) + (1,) * nd)
+    return out[0] if unbatched else out
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> Tensor:  # fmt: skip
+    """1-d convolution (cross-correlation, as in torch): input (N, C, L), weight (O, C/groups, k)."""
+    return conv_nd(input, weight, bias, stride, padding, dilation, groups, 1, "conv1d")
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> Tensor:  # fmt: skip
+    """2-d convolution: input (N, C, H, W) or (C, H, W), weight (O, C/groups, kh, kw), bias (O,).
+
+    ``out[n, o, y, x] = bias[o] + sum_{c, i, j} input[n, g*C/groups + c, y*sh + i*dh - ph, x*sw + j*dw - pw]
+    * weight[o, c, i, j]`` with g the group of o; padding may be an int, a tuple, 'valid' or 'same'.
+
+        >>> import boltgrad.nn.functional as F
+        >>> from boltgrad import Tensor
+        >>> F.conv2d(Tensor.ones(1, 1, 3, 3), Tensor.ones(1, 1, 2, 2)).tolist()
+        [[[[4.0, 4.0], [4.0, 4.0]]]]
+    """
+    return conv_nd(input, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
+
+
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+           padding: IntOrTuple | str = 0, dilation: IntOrTuple = 1, groups: int = 1) -> Tensor:  # fmt: skip
+    """3-d convolution: input (N, C, D, H, W), weight (O, C/groups, kd, kh, kw)."""
+    return conv_nd(input, weight, bias, stride, padding, dilation, groups, 3, "conv3d")
+
+
+def conv_transpose_nd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any,  # noqa: A002
+                      output_padding: Any, groups: int, dilation: Any, nd: int, name: str) -> Tensor:  # fmt: skip
+    """The gradient of a convolution as a convolution: spread the input out by the stride (zeros between its
+    elements), pad by ``dilation*(k-1) - padding``, and convolve with the flipped, transposed kernel."""
+    check_rank(input, nd, name)
+    if weight.ndim != nd + 2:
+        raise RuntimeError(f"{name}: expected a {nd + 2}-d weight (in, out/groups, *kernel), got shape {weight.shape}")
+    unbatched = input.ndim == nd + 1
+    x = input.unsqueeze(0) if unbatched else input
+    channels, spatial = x.shape[1], x.shape[2:]
+    in_channels, group_out, kernel = weight.shape[0], weight.shape[1], weight.shape[2:]
+    if not isinstance(groups, int) or groups <= 0:
+        raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
+    if channels != in_channels:
+        raise RuntimeError(
+            f"{name}: given transposed weight of shape {weight.shape}, expected input of shape {x.shape} to have "
+            f"{in_channels} channels, but got {channels} channels instead"
+        )
+    if in_channels % groups:
+        raise RuntimeError(f"{name}: the weight's dim 0 ({in_channels}) must be divisible by groups={groups}")
+    stride, dilation = ntuple(stride, nd, f"{name}: stride"), ntuple(dilation, nd, f"{name}: dilation")
+    pads = ntuple(padding, nd, f"{name}: padding")
+    extra = ntuple(output_padding, nd, f"{name}: output_padding")
+    if any(s <= 0 for s in stride) or any(d <= 0 for d in dilation) or any(p < 0 for p in pads + extra):
+        raise RuntimeError(f"{name}: stride {stride} and dilation {dilation} must be positive, padding non-negative")
+    for op, s, d in zip(extra, stride, dilation):
+        if op >= max(s, d):
+            raise RuntimeError(
+                f"{name}: output padding must be smaller than either stride or dilation, but got output_padding "
+                f"{extra}, stride {stride}, dilation {dilation}"
+            )
+    out_size = [(i - 1) * s - 2 * p + d * (k - 1) + op + 1
+                for i, s, p, d, k, op in zip(spatial, stride, pads, dilation, kernel, extra)]  # fmt: skip
+    if any(o <= 0 for o in out_size):
+        raise RuntimeError(f"{name}: input {x.shape} and weight {weight.shape} give an empty output {tuple(out_size)}")
+    lead = x.ndim - nd
+    for j, s in enumerate(stride):  # spread: (i,) -> (i, s) with zeros after each element -> ((i-1)*s + 1,)
+        if s == 1:
+            continue
+        dim = lead + j
+        i, pre, post = x.shape[dim], x.shape[:dim], x.shape[dim + 1 :]
+        x = x.reshape(pre + (i, 1) + post).pad([None] * (dim + 1) + [(0, s - 1)] + [None] * len(post))
+        x = x.reshape(pre + (i * s,) + post).shrink([None] * dim + [(0, (i - 1) * s + 1)])
+    edge = [d * (k - 1) - p for d, k, p in zip(dilation, kernel, pads)]
+    x = x.pad(flat_padding([(e, e + op) for e, op in zip(edge, extra)]))  # negative widths crop
+    # (G*Cg_in, Og, *k) -> (G*Og, Cg_in, *k), flipped in space
+    w = weight.reshape((groups, in_channels // groups, group_out) + kernel).transpose(1, 2)
+    w = w.reshape((groups * group_out, in_channels // groups) + kernel).flip(list(range(2, 2 + nd)))
+    out = conv_nd(x, w, bias, 1, 0, dilation, groups, nd, name)
+    return out[0] if unbatched else out
+
+
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> Tensor:  # fmt: skip
+    """Transposed 1-d convolution: input (N, C, L), weight (C, O/groups, k)."""
+    return conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, 1,
+                             "conv_transpose1d")  # fmt: skip
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> Tensor:  # fmt: skip
+    """Transposed 2-d convolution (the gradient of conv2d): input (N, C, H, W), weight (C, O/groups, kh, kw).
+
+    Output size per dim: ``(i - 1)*stride - 2*padding + dilation*(k - 1) + output_padding + 1``.
+    """
+    return conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, 2,
+                             "conv_transpose2d")  # fmt: skip
+
+
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrTuple = 1,  # noqa: A002
+                     padding: IntOrTuple = 0, output_padding: IntOrTuple = 0, groups: int = 1,
+                     dilation: IntOrTuple = 1) -> Tensor:  # fmt: skip
+    """Transposed 3-d convolution: input (N, C, D, H, W), weight (C, O/groups, kd, kh, kw)."""
+    return conv_transpose_nd(input, weight, bias, stride, padding, output_padding, groups, dilation, 3,
+                             "conv_transpose3d")  # fmt: skip
+
+
+def unfold(input: Tensor, kernel_size: IntOrTuple, dilation: IntOrTuple = 1, padding: IntOrTuple = 0,  # noqa: A002
+           stride: IntOrTuple = 1) -> Tensor:  # fmt: skip
+    """im2col: (N, C, H, W) -> (N, C*kh*kw, L), every sliding block as a column (L blocks)."""
+    check_rank(input, 2, "unfold")
+    x = input.unsqueeze(0) if input.ndim == 3 else input
+    kernel, dil = ntuple(kernel_size, 2, "unfold: kernel_size"), ntuple(dilation, 2, "unfold: dilation")
+    pads, strides = ntuple(padding, 2, "unfold: padding"), ntuple(stride, 2, "unfold: stride")
+    if any(v <= 0 for v in kernel + dil + strides) or any(p < 0 for p in pads):
+        raise RuntimeError(f"unfold: kernel_size {kernel}, dilation {dil}, stride {strides} must be positive")
+    padded = [s + 2 * p for s, p in zip(x.shape[2:], pads)]
+    if any(p < d * (k - 1) + 1 for p, k, d in zip(padded, kernel, dil)):
+        raise RuntimeError(f"unfold: the kernel {kernel} (dilation {dil}) is larger than the padded input {padded}")
+    windows = sliding_windows(
+        x.pad(flat_padding([(p, p) for p in pads])), kernel, strides, dil
+    )  # (N, C, oh, ow, kh, kw)
+    n, c, oh, ow = windows.shape[:4]
+    out = windows.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kernel[0] * kernel[1], oh * ow)
+    return out[0] if input.ndim == 3 else out

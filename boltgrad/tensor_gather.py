@@ -1,0 +1,244 @@
+"""Gathers and scatters along a dim, and the one-hot reductions that every data-dependent read and write is.
+
+The graph has no primitive that loads from a data-dependent address, so a gather is a *one-hot reduction*:
+``out[b] = sum_j where(index[b] == j, x[j], 0)``, one fused kernel with an inner loop over the indexed dim.
+Reading ``m`` positions of a dim of size ``n`` costs O(m * n) compute (memory traffic is only that of x, the
+index and the output). A scatter is the same reduction the other way round, ``new[j] = combine over b with
+index[b] == j of src[b]``, also O(m * n). Gradients come from the WHERE and the reduction: the gradient of a
+gather is a scatter-add, and the other way round.
+
+Indices held by tensors are not checked (that would read them back to the host): an index outside [0, n)
+reads 0 and writes nothing, where torch raises.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .ir import dtypes
+from .ir.node import Node
+from .tensor_create import arange_node
+from .tensor_math import broadcast_shape
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+
+def _is_tensor(x: Any) -> bool:
+    from .tensor_math import MathMixin
+
+    return isinstance(x, MathMixin)
+
+
+def _check_int_index(index: Any, name: str) -> Tensor:
+    if not _is_tensor(index):
+        raise TypeError(f"{name}: index must be a Tensor, got {type(index).__name__}")
+    if not index.dtype.is_int:
+        raise TypeError(f"{name}: index must be an integer tensor, got {index.dtype.name}")
+    return index
+
+
+def _pick(hits: Tensor, values: Tensor, dtype: dtypes.DType) -> Tensor:
+    """sum over the last axis of where(hits, values, 0): the one value whose hit is set (0 if none)."""
+    return hits._select(values, values._const_like(0, shape=())).sum(-1).cast(dtype)
+
+
+def take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``x[..., index, ...]`` with an int tensor ``index`` of any shape on ``dim``: the result has shape
+    ``x.shape[:dim] + index.shape + x.shape[dim+1:]``; an index outside [0, n) reads 0. O(numel(out) * n)."""
+    n = x.shape[dim]
+    pre, post = x.shape[:dim], x.shape[dim + 1 :]
+    hits = index.cast(dtypes.int64).unsqueeze(-1) == arange_like(x, n)  # index.shape + (n,)
+    hits = hits.reshape((1,) * len(pre) + index.shape + (1,) * len(post) + (n,))
+    moved = x.permute([d for d in range(x.ndim) if d != dim] + [dim])
+    return _pick(hits, moved.reshape(pre + (1,) * index.ndim + post + (n,)), x.dtype)
+
+
+def scatter_last(x: Tensor, index: Tensor, src: Tensor, reduce: str | None, include_self: bool) -> Tensor:
+    """Scatter along the last dim: x (..., n), index and src (..., m), batch dims broadcastable to x's.
+
+    reduce None writes the last src of each duplicate (torch leaves the choice unspecified); "sum", "prod",
+    "mean", "amax", "amin" combine every src aimed at a position (and the old value when include_self).
+    Cost O(batch * m * n).
+    """
+    n, m, dt = x.shape[-1], index.shape[-1], x.dtype
+    if m == 0:
+        return x
+    hits = index.cast(dtypes.int64).unsqueeze(-1) == arange_like(x, n)  # (..., m, n)
+    s = src.cast(dt).unsqueeze(-1)  # (..., m, 1)
+    if reduce is None:
+        slot = arange_like(x, m).reshape(m, 1)
+        last = hits._select(slot, -1).amax(-2)  # (..., n): the last src slot aimed at each position, or -1
+        chosen = slot == last.unsqueeze(-2)
+        return (last < 0)._select(x, _pick(chosen.transpose(-1, -2), s.transpose(-1, -2), dt))
+    count = hits.sum(-2)  # (..., n) int64
+    if reduce == "sum":
+        red = _pick(hits.transpose(-1, -2), s.transpose(-1, -2), dt)
+        return x + red if include_self else (count > 0)._select(red, x)
+    if reduce == "prod":
+        red = hits._select(s, s._const_like(1)).prod(-2).cast(dt)
+        return x * red if include_self else (count > 0)._select(red, x)
+    if reduce == "mean":
+        total = _pick(hits.transpose(-1, -2), s.transpose(-1, -2), dt) + (x if include_self else 0)
+        cnt = count + 1 if include_self else count.maximum(1)
+        mean = (total // cnt if not dt.is_float else total / cnt).cast(dt)
+        return mean if include_self else (count > 0)._select(mean, x)
+    if reduce in ("amax", "amin"):
+        fill = dtypes.min_value(dt) if reduce == "amax" else dtypes.max_value(dt)
+        cand = hits._select(s, s._const_like(fill))  # (..., m, n)
+        if include_self:  # the old value is one more candidate, so ties share the gradient evenly as in torch
+            from .tensor_reduce import cat
+
+            shape = broadcast_shape(cand.shape[:-2], x.shape[:-1])
+            cand = cat([cand._broadcast_to(shape + (m, n)), x.unsqueeze(-2)._broadcast_to(shape + (1, n))], -2)
+        red = cand.amax(-2) if reduce == "amax" else cand.amin(-2)
+        return red if include_self else (count > 0)._select(red, x)
+    raise ValueError(f"scatter: reduce must be one of sum, prod, mean, amax, amin, not {reduce!r}")
+
+
+def _check_sizes(name: str, me: Tensor, index: Tensor, d: int, src: Tensor | None = None) -> None:
+    if index.ndim != me.ndim:
+        raise ValueError(f"{name}: index of shape {index.shape} needs as many dims as the tensor's shape {me.shape}")
+    for i, (a, b) in enumerate(zip(index.shape, me.shape)):
+        if i != d and a > b:
+            raise ValueError(f"{name}: index of shape {index.shape} is larger than the tensor's {me.shape} at dim {i}")
+    if src is not None and (src.ndim != index.ndim or any(a > b for a, b in zip(index.shape, src.shape))):
+        raise ValueError(f"{name}: index of shape {index.shape} is larger than src of shape {src.shape}")
+
+
+def _scatter(
+    me: Tensor, dim: int, index: Tensor, src: Any, reduce: str | None, include_self: bool, name: str
+) -> Tensor:
+    index = _check_int_index(index, name)
+    if me.ndim == 0:
+        src1 = src.reshape(-1) if _is_tensor(src) else src
+        return _scatter(me.reshape(1), 0, index.reshape(-1), src1, reduce, include_self, name).reshape(())
+    d = me._axis(dim)
+    _check_sizes(name, me, index, d, src if _is_tensor(src) else None)
+    if _is_tensor(src):
+        src = src.shrink([(0, s) for s in index.shape])
+    else:
+        src = me._const_like(src, shape=index.shape)
+    region = tuple(me.shape[d] if i == d else s for i, s in enumerate(index.shape))
+    order = [i for i in range(me.ndim) if i != d] + [d]
+    part = me.shrink([(0, s) for s in region])
+    new = scatter_last(part.permute(order), index.permute(order), src.permute(order), reduce, include_self)
+    new = new.permute(inverse_permutation(order))
+    if region == me.shape:
+        return new
+    widths = [(0, s - r) for s, r in zip(me.shape, region)]
+    inside = new._const_like(True, dtypes.bool_).pad(widths)
+    return inside._select(new.pad(widths), me)
+
+
+def _without(shape: tuple[int, ...], d: int) -> tuple[int, ...]:
+    return shape[:d] + shape[d + 1 :]
+
+
+def inverse_permutation(order: list[int]) -> list[int]:
+    inv = [0] * len(order)
+    for i, o in enumerate(order):
+        inv[o] = i
+    return inv
+
+
+def arange_like(like: Tensor, n: int) -> Tensor:
+    """0, 1, ..., n-1 as int64 on like's device."""
+    return like._from_node(arange_node(n, dtypes.int64, like.device))
+
+
+class GatherMixin:
+    __slots__ = ()
+    node: Node
+
+    def gather(self, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
+        """``out[i][j][k] = x[i][index[i][j][k]][k]`` (for dim 1): index has x's number of dims and is no
+        larger than x outside ``dim``. O(numel(index) * x.shape[dim]); the gradient is the matching scatter-add.
+        """
+        me: Tensor = self  # type: ignore[assignment]
+        index = _check_int_index(index, "gather")
+        if me.ndim == 0:
+            return me.reshape(1).gather(0, index.reshape(-1)).reshape(index.shape)
+        d = me._axis(dim)
+        _check_sizes("gather", me, index, d)
+        region = me.shrink([None if i == d else (0, s) for i, s in enumerate(index.shape)])
+        order = [i for i in range(me.ndim) if i != d] + [d]
+        moved, idx = region.permute(order), index.permute(order)  # (..., n), (..., m)
+        hits = idx.cast(dtypes.int64).unsqueeze(-1) == arange_like(me, me.shape[d])  # (..., m, n)
+        return _pick(hits, moved.unsqueeze(-2), me.dtype).permute(inverse_permutation(order))
+
+    def take_along_dim(self, indices: Tensor, dim: int | None = None) -> Tensor:
+        """``gather`` with x and indices broadcast against each other outside ``dim``; without dim, over the
+        flattened tensor."""
+        me: Tensor = self  # type: ignore[assignment]
+        indices = _check_int_index(indices, "take_along_dim")
+        if dim is None:
+            return me.reshape(-1).gather(0, indices.reshape(-1))
+        d = me._axis(dim)
+        if indices.ndim != me.ndim:
+            raise ValueError(
+                f"take_along_dim: indices of shape {indices.shape} and x of shape {me.shape} differ in rank"
+            )
+        outside = broadcast_shape(_without(me.shape, d), _without(indices.shape, d))  # the dims other than d
+        x = me._broadcast_to(outside[:d] + (me.shape[d],) + outside[d:])
+        return x.gather(d, indices._broadcast_to(outside[:d] + (indices.shape[d],) + outside[d:]))
+
+    def index_select(self, dim: int, index: Tensor) -> Tensor:
+        """The entries ``index`` (a 1-d int tensor) of dim ``dim``. O(numel(out) * x.shape[dim])."""
+        me: Tensor = self  # type: ignore[assignment]
+        index = _check_int_index(index, "index_select")
+        if index.ndim > 1:
+            raise ValueError(f"index_select: index must be 0-d or 1-d, got shape {index.shape}")
+        if me.ndim == 0:
+            return take_along(me.reshape(1), 0, index.reshape(-1)).reshape(index.shape)
+        return take_along(me, me._axis(dim), index.reshape(-1))
+
+    def scatter(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
+                reduce: str | None = None) -> Tensor:  # fmt: skip
+        """``out[i][index[i][j][k]][k] = src[i][j][k]`` (for dim 1); ``src`` may be a scalar (or pass
+        ``value``), cast to x's dtype. ``reduce="add"`` or ``"multiply"`` combines instead of replacing. With
+        duplicate indices the last src wins (torch leaves it unspecified) and only that one gets a gradient
+        (torch's gradient reaches every duplicate). O(numel(index) * x.shape[dim])."""
+        me: Tensor = self  # type: ignore[assignment]
+        if src is None:
+            src = value
+        if src is None:
+            raise TypeError("scatter: give src (a tensor or a scalar) or value")
+        modes = {None: None, "add": "sum", "multiply": "prod"}
+        if reduce not in modes:
+            raise ValueError(f"scatter: reduce must be None, 'add' or 'multiply', not {reduce!r}")
+        return _scatter(me, dim, index, src, modes[reduce], True, "scatter")
+
+    def scatter_add(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+        """``scatter`` that adds: every src element is added to the position its index names."""
+        me: Tensor = self  # type: ignore[assignment]
+        return _scatter(me, dim, index, src, "sum", True, "scatter_add")
+
+    def scatter_reduce(self, dim: int, index: Tensor, src: Tensor, reduce: str, *,
+                       include_self: bool = True) -> Tensor:  # fmt: skip
+        """``scatter`` combining with ``reduce`` in sum, prod, mean, amax, amin; with ``include_self`` the
+        old value takes part. Integer means floor, as torch's do."""
+        me: Tensor = self  # type: ignore[assignment]
+        if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+            raise ValueError(f"scatter_reduce: reduce must be one of sum, prod, mean, amax, amin, not {reduce!r}")
+        return _scatter(me, dim, index, src, reduce, include_self, "scatter_reduce")
+
+    def index_add(self, dim: int, index: Tensor, source: Tensor, *, alpha: Any = 1) -> Tensor:
+        """Add ``alpha * source[..., i, ...]`` to ``x[..., index[i], ...]`` (duplicates add up)."""
+        me: Tensor = self  # type: ignore[assignment]
+        index = _check_int_index(index, "index_add")
+        d = me._axis(dim)
+        if index.ndim > 1 or source.ndim != me.ndim or index.numel() != source.shape[d]:
+            raise ValueError(
+                f"index_add: index {index.shape} and source {source.shape} don't fit x {me.shape} at dim {d}"
+            )
+        idx = index.reshape([-1 if i == d else 1 for i in range(me.ndim)])._broadcast_to(source.shape)
+        return _scatter(me, d, idx, source * alpha if alpha != 1 else source, "sum", True, "index_add")
+
+    def index_fill(self, dim: int, index: Tensor, value: Any) -> Tensor:
+        """``value`` in the entries ``index`` of dim ``dim``."""
+        me: Tensor = self  # type: ignore[assignment]
+        index = _check_int_index(index, "index_fill")
+        d = me._axis(dim) if me.ndim else 0
+        hit = (index.reshape(-1, 1).cast(dtypes.int64) == arange_like(me, me.shape[d] if me.ndim else 1)).sum(0) > 0
+        return me.masked_fill(hit.reshape([-1 if i == d else 1 for i in range(me.ndim)]), value)

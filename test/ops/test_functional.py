@@ -1,0 +1,212 @@
+"""boltgrad.nn.functional's convolutions, pooling and resampling against torch.nn.functional, values and gradients.
+
+Each case runs the same call on both sides (``F`` is ours, ``TF`` torch's); ``with batch()`` compiles a whole
+group of cases at once. Kernel counts pin the fusion that makes convolution fast: a forward conv2d is one kernel.
+"""
+
+# ruff: noqa: B023
+# (check() calls each lambda at once, inside its loop: late binding of loop variables cannot bite)
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from helpers import batch, check
+
+import boltgrad.nn.functional as F
+from boltgrad import Tensor, stats
+
+
+def same(name: str, *args, **kwargs):
+    """A function of the tensors that calls F.name on ours and torch's F.name on torch's, with the same args."""
+
+    def call(*tensors):
+        lib = TF if isinstance(tensors[0], torch.Tensor) else F
+        return getattr(lib, name)(*tensors, *args, **kwargs)
+
+    call.__name__ = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
+    return call
+
+
+# (input shape, weight shape, keyword arguments)
+CONV2D = [
+    ((2, 3, 7, 6), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((1, 4, 7, 6), (6, 2, 3, 2), {"stride": (1, 2), "padding": (2, 1), "dilation": (2, 1), "groups": 2}),
+    ((1, 2, 5, 6), (3, 2, 4, 3), {"padding": "same", "dilation": 2}),
+    ((2, 4, 5, 5), (4, 1, 3, 3), {"padding": 1, "groups": 4}),  # depthwise
+    ((3, 5, 5), (2, 3, 1, 1), {}),  # unbatched input, 1x1 kernel
+    ((1, 2, 9, 9), (2, 2, 2, 2), {"stride": 2}),  # windows that do not overlap
+    ((1, 1, 8, 8), (1, 1, 2, 2), {"stride": 3, "padding": 1}),  # stride larger than the kernel
+]
+
+
+def test_conv2d_values_and_gradients():
+    with batch():
+        for x_shape, w_shape, kw in CONV2D:
+            check(same("conv2d", **kw), x_shape, w_shape, grad=True)
+        check(same("conv2d", padding="valid"), (2, 3, 6, 5), (4, 3, 3, 3), (4,), grad=True)  # with bias
+
+
+def test_conv1d_and_conv3d():
+    with batch():
+        check(same("conv1d"), (2, 3, 9), (4, 3, 3), (4,), grad=True)
+        check(same("conv1d", stride=3, padding=1, dilation=2), (2, 2, 11), (3, 2, 2), grad=True)
+        check(same("conv1d", padding="same", groups=2), (1, 4, 7), (2, 2, 4), grad=True)
+        check(same("conv3d", stride=(1, 2, 1), padding=1), (1, 2, 4, 5, 4), (3, 2, 2, 3, 2), (3,), grad=True)
+
+
+CONV_TRANSPOSE2D = [
+    ((2, 4, 4, 5), (4, 3, 3, 3), {}),
+    ((2, 4, 4, 5), (4, 3, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}),
+    ((1, 4, 3, 5), (4, 2, 3, 2), {"stride": (2, 1), "padding": (0, 2), "groups": 2, "dilation": 2}),
+    ((1, 2, 3, 3), (2, 1, 2, 2), {"stride": 3, "output_padding": (2, 1)}),
+    ((2, 3, 3), (2, 3, 3, 3), {"padding": 2}),  # unbatched; padding crops the full output
+]
+
+
+def test_conv_transpose_values_and_gradients():
+    with batch():
+        for x_shape, w_shape, kw in CONV_TRANSPOSE2D:
+            check(same("conv_transpose2d", **kw), x_shape, w_shape, grad=True)
+        check(same("conv_transpose2d", stride=2), (1, 2, 3, 3), (2, 3, 3, 3), (3,), grad=True)
+        check(same("conv_transpose1d", stride=2, padding=1, output_padding=1), (2, 3, 5), (3, 2, 3), (2,), grad=True)
+
+
+def test_unfold_is_im2col():
+    with batch():
+        check(same("unfold", 3), (2, 3, 5, 4), grad=True)
+        check(same("unfold", (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)), (1, 2, 5, 6), grad=True)
+
+
+def test_conv2d_forward_is_one_kernel_and_backward_few():
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    b = Tensor(rng.standard_normal(4).astype(np.float32), requires_grad=True)
+    forward = F.conv2d(x, w, b, stride=1, padding=1).relu()
+    stats.reset()
+    forward.realize()
+    assert stats.kernels == 1  # pad, windows, multiply, sum, bias and relu: one fused reduce
+    # (realizing swaps a tensor's graph for its buffer, so the backward pass starts from the same graph anew)
+    F.conv2d(x, w, b, stride=1, padding=1).relu().sum().backward()
+    stats.reset()
+    Tensor.realize_all([x.grad, w.grad, b.grad])
+    assert stats.kernels <= 4  # one per gradient (the input's, the weight's, the bias's), maybe one shared
+    want = TF.conv2d(torch.from_numpy(x.numpy()), torch.from_numpy(w.numpy()), torch.from_numpy(b.numpy()), padding=1)
+    np.testing.assert_allclose(forward.numpy(), want.relu().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_max_pool_one_kernel():
+    x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)).realize()
+    stats.reset()
+    F.max_pool2d(x, 3, 2, 1).realize()
+    assert stats.kernels == 1
+
+
+POOL2D = [
+    (2, {}),
+    (3, {"stride": 2, "padding": 1}),
+    ((3, 2), {"stride": (2, 1), "padding": (1, 1)}),
+    (2, {"ceil_mode": True}),
+    (3, {"stride": 2, "padding": 1, "ceil_mode": True}),
+]
+
+
+def test_max_pool2d():
+    with batch():
+        for kernel, kw in POOL2D:
+            check(same("max_pool2d", kernel, **kw), (2, 3, 7, 8), grad=True)
+        check(same("max_pool2d", 3, 2, 1, ceil_mode=True, return_indices=True), (1, 2, 7, 6))
+        check(same("max_pool2d", (3, 2), (2, 1), (1, 1), dilation=(1, 2), return_indices=True), (1, 2, 7, 8), grad=True)
+        check(same("max_pool2d", 2), (3, 6, 6), grad=True)  # unbatched
+        check(same("max_pool1d", 3, 2, 1, return_indices=True), (2, 3, 9))
+        check(same("max_pool3d", 2, ceil_mode=True), (1, 2, 3, 5, 4), grad=True)
+        check(same("max_pool2d", 2), (1, 2, 4, 4), dtype="int32", low=-50, high=50)
+
+
+def test_avg_pool2d():
+    with batch():
+        for kernel, kw in POOL2D:
+            check(same("avg_pool2d", kernel, count_include_pad=kernel == 2, **kw), (2, 3, 8, 7), grad=True)
+        check(same("avg_pool2d", 3, 2, 1, divisor_override=4), (1, 2, 6, 6), grad=True)
+        check(same("avg_pool1d", 3, 2, 1, ceil_mode=True, count_include_pad=False), (2, 3, 8), grad=True)
+        check(same("avg_pool3d", 2, 1), (1, 2, 3, 4, 3), grad=True)
+
+
+def test_adaptive_pooling():
+    with batch():
+        for size in [1, (3, 2), (5, 4), (None, 3), (7, 6)]:
+            check(same("adaptive_avg_pool2d", size), (2, 3, 7, 6), grad=True)
+        check(same("adaptive_avg_pool1d", 4), (2, 3, 10), grad=True)
+        check(same("adaptive_max_pool2d", (5, 4)), (2, 3, 7, 6), grad=True)
+        check(same("adaptive_max_pool1d", 3), (2, 3, 8), grad=True)
+
+
+INTERPOLATE = [
+    ((1, 2, 3, 4), {"scale_factor": 2}),
+    ((1, 2, 3, 4), {"size": (5, 7)}),
+    ((1, 2, 6, 7), {"scale_factor": 0.6}),
+    ((1, 2, 6, 7), {"scale_factor": (1.5, 0.5), "mode": "nearest-exact"}),
+    ((1, 2, 3, 4), {"size": (5, 7), "mode": "bilinear"}),
+    ((1, 2, 3, 4), {"scale_factor": 2, "mode": "bilinear"}),
+    ((1, 2, 3, 4), {"scale_factor": 1.7, "mode": "bilinear", "align_corners": True}),
+    ((1, 2, 6, 7), {"scale_factor": 0.6, "mode": "bilinear"}),
+    ((1, 2, 6, 7), {"scale_factor": 0.6, "mode": "bilinear", "recompute_scale_factor": True}),
+    ((2, 3, 5), {"size": 8, "mode": "linear"}),
+    ((2, 3, 5), {"size": 3, "mode": "linear", "align_corners": True}),
+    ((1, 1, 2, 3, 4), {"scale_factor": 1.5, "mode": "trilinear"}),
+    ((1, 2, 6, 6), {"size": (4, 3), "mode": "area"}),
+]
+
+
+def test_interpolate():
+    with batch():
+        for shape, kw in INTERPOLATE:
+            check(same("interpolate", **kw), shape, grad=True)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: F.conv2d(Tensor.ones(1, 3, 5, 5), Tensor.ones(4, 2, 3, 3)), RuntimeError, "3 channels"),
+        (lambda: F.conv2d(Tensor.ones(1, 4, 5, 5), Tensor.ones(3, 2, 3, 3), groups=2), RuntimeError, "divisible"),
+        (lambda: F.conv2d(Tensor.ones(4, 5), Tensor.ones(1, 1, 3, 3)), RuntimeError, r"3-d or 4-d input"),
+        (lambda: F.conv2d(Tensor.ones(1, 1, 2, 2), Tensor.ones(1, 1, 3, 3)), RuntimeError, "kernel can't be greater"),
+        (lambda: F.conv2d(Tensor.ones(1, 1, 5, 5), Tensor.ones(1, 1, 3)), RuntimeError, "4-d weight"),
+        (
+            lambda: F.conv2d(Tensor.ones(1, 1, 5, 5), Tensor.ones(1, 1, 3, 3), stride=2, padding="same"),
+            ValueError,
+            "strided",
+        ),  # fmt: skip
+        (lambda: F.conv2d(Tensor.ones(1, 1, 5, 5), Tensor.ones(1, 1, 3, 3), padding="full"), ValueError, "'full'"),
+        (lambda: F.conv2d(Tensor.ones(1, 1, 5, 5), Tensor.ones(2, 1, 3, 3), Tensor.ones(3)), RuntimeError, r"\(2,\)"),
+        (lambda: F.conv2d(Tensor.ones(1, 1, 5, 5), Tensor.ones(1, 1, 3, 3), stride=(1, 2, 3)), ValueError, "2 ints"),
+        (lambda: F.conv_transpose2d(Tensor.ones(1, 3, 5, 5), Tensor.ones(4, 2, 3, 3)), RuntimeError, "4 channels"),
+        (
+            lambda: F.conv_transpose2d(Tensor.ones(1, 2, 5, 5), Tensor.ones(2, 2, 3, 3), output_padding=1),
+            RuntimeError,
+            "output padding",
+        ),  # fmt: skip
+        (lambda: F.max_pool2d(Tensor.ones(1, 1, 5, 5), 3, padding=2), RuntimeError, "half of the effective kernel"),
+        (lambda: F.max_pool2d(Tensor.ones(1, 1, 2, 2), 3), RuntimeError, "too small"),
+        (lambda: F.max_pool2d(Tensor.ones(5, 5), 2), RuntimeError, r"3-d or 4-d input"),
+        (lambda: F.avg_pool2d(Tensor.ones(1, 1, 5, 5), 0), ValueError, "must be positive"),
+        (lambda: F.interpolate(Tensor.ones(1, 1, 4, 4)), ValueError, "exactly one"),
+        (lambda: F.interpolate(Tensor.ones(1, 1, 4, 4), size=2, mode="linear"), ValueError, "3-d input"),
+        (lambda: F.interpolate(Tensor.ones(1, 1, 4, 4), size=2, align_corners=True), ValueError, "align_corners"),
+    ],
+)
+def test_bad_arguments_name_the_problem(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_python_device_subset():
+    with batch():
+        check(same("conv2d", stride=2, padding=1), (1, 2, 5, 4), (3, 2, 3, 3), (3,), grad=True, device="PYTHON")
+        check(same("max_pool2d", 2, ceil_mode=True), (1, 2, 5, 3), grad=True, device="PYTHON")
+        check(same("avg_pool2d", 3, 2, 1), (1, 1, 4, 5), grad=True, device="PYTHON")
+        check(same("conv_transpose2d", stride=2), (1, 2, 2, 3), (2, 1, 2, 2), grad=True, device="PYTHON")
+        check(same("interpolate", size=(3, 5), mode="bilinear"), (1, 1, 2, 3), grad=True, device="PYTHON")
