@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir.dtypes import DType, int64
-from ..ir.node import Node, const
+from ..ir.node import Node, const, toposort
 from ..ir.ops import Op
 from .lower import LoweredKernel, reduce_identity
 
@@ -65,7 +65,7 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
             return tuple(accs) + tuple(reduces[a][1] for a in accs)
         return n.src
 
-    order = _toposort(store, deps)
+    order = toposort(store, children=deps)
 
     # 2. which loops each node depends on
     owner: dict[Node, tuple[Node, ...]] = {r: ranges for ranges in groups for r in ranges}
@@ -145,20 +145,3 @@ def _nested_in(inner: tuple[Node, ...], outer: tuple[Node, ...], groups: dict, d
             return True
         cur = parents[0] if parents else None
     return False
-
-
-def _toposort(root: Node, deps) -> list[Node]:
-    order: list[Node] = []
-    seen: set[Node] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        stack.extend((s, False) for s in reversed(deps(node)) if s not in seen)
-    return order

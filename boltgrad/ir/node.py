@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .dtypes import DType, bool_, int64
@@ -70,20 +71,7 @@ class Node:
 
     def toposort(self) -> list[Node]:
         """Every node of the graph below self (self included), children before parents."""
-        order: list[Node] = []
-        seen: set[Node] = set()
-        stack: list[tuple[Node, bool]] = [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if node in seen:
-                continue
-            seen.add(node)
-            stack.append((node, True))
-            stack.extend((s, False) for s in reversed(node.src) if s not in seen)
-        return order
+        return toposort(self)
 
     # ---- scalar arithmetic on index expressions (used by codegen) ----
 
@@ -133,6 +121,28 @@ class Node:
 
     def cast(self, dtype: DType) -> Node:
         return self if dtype == self.dtype else Node(Op.CAST, dtype, (self,))
+
+
+def toposort(root: Node, children: Callable[[Node], tuple[Node, ...]] | None = None,
+             stop: set[Node] | None = None) -> list[Node]:  # fmt: skip
+    """Nodes below ``root`` (included), children first. ``children`` replaces ``node.src`` as the edges;
+    nodes in ``stop`` are listed but not descended into (the root always is)."""
+    order: list[Node] = []
+    seen: set[Node] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        if stop is None or node is root or node not in stop:
+            srcs = node.src if children is None else children(node)
+            stack.extend((s, False) for s in reversed(srcs) if s not in seen)
+    return order
 
 
 def const(value: Any, dtype: DType = int64) -> Node:

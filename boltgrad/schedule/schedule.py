@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ..device.buffer import Buffer
 from ..device.registry import Device_
 from ..helpers import prod
-from ..ir.node import Node
+from ..ir.node import Node, toposort
 from ..ir.ops import ELEMENTWISE, Op
 
 
@@ -102,21 +102,7 @@ def device_of(n: Node) -> str:
 
 def toposort_until(root: Node, stop: set[Node]) -> list[Node]:
     """Like ``root.toposort()``, without descending below nodes in ``stop`` (they are still listed)."""
-    order: list[Node] = []
-    seen: set[Node] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        if node is root or node not in stop:
-            stack.extend((s, False) for s in reversed(node.src) if s not in seen)
-    return order
+    return toposort(root, stop=stop)
 
 
 def _resolve(root: Node, memo: dict[Node, Node]) -> Node:
