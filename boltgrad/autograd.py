@@ -227,8 +227,15 @@ def _reduce(n, x, out, g):
         hit = (src == out.expand(src.shape)).cast(g.dtype)
         count = hit._reduce(Op.ADD, axes, True)
         return ((g / count).expand(src.shape) * hit,)
-    # product: d/dx_i = prod / x_i (inputs that are exactly zero give NaN; torch handles them separately)
-    return ((g * out).expand(src.shape) / src,)
+    # product: d/dx_i is the product of the others. Dividing out/x_i fails at zeros, so count them: with no
+    # zero it is out / x_i; with one zero only that element gets the product of the rest; with more, nothing.
+    zero = src == 0
+    zeros = zero.cast(g.dtype)._reduce(Op.ADD, axes, True).expand(src.shape)
+    rest = zero._select(1.0, src)._reduce(Op.MUL, axes, True).expand(src.shape)
+    others = (zeros == 0)._select(
+        out.expand(src.shape) / zero._select(1.0, src), (zeros == 1).logical_and(zero)._select(rest, 0.0)
+    )
+    return (g.expand(src.shape) * others,)
 
 
 @rule(Op.RESHAPE)

@@ -159,3 +159,10 @@ def test_softmax_family_and_moments():
         check(lambda a: a.var(1), (4, 6), grad=True)
         check(lambda a: a.std(0, keepdim=True), (4, 6), grad=True)
         check(lambda a: a.var(correction=0), (4, 6), grad=True)
+
+
+def test_prod_grad_with_zeros_matches_torch():
+    x = np.array([[1.5, 0.0, 2.0], [0.0, 0.0, 3.0], [1.0, 2.0, -4.0]], np.float32)
+    with batch():
+        check(lambda a: a.prod(1), x, grad=True)
+        check(lambda a: a.prod(), x, grad=True)
