@@ -214,7 +214,8 @@ def _cast(n, x, out, g):
 
 @rule(Op.CONTIGUOUS, Op.COPY)
 def _identity(n, x, out, g):
-    return (g.to(x[0].device) if n.op is Op.COPY else g,)
+    # the gradient is materialised where the forward value was, so backward graphs stay as small as forward ones
+    return (g.to(x[0].device) if n.op is Op.COPY else g.contiguous(),)
 
 
 @rule(Op.REDUCE)
@@ -285,7 +286,8 @@ def _is_constant(n: Node) -> bool:
 def backward(root: Tensor, gradient: Tensor | None) -> None:
     from .tensor import Tensor
 
-    if not needs_grad(root.node):
+    graph = root._graph or root.node
+    if not needs_grad(graph):
         raise RuntimeError("backward: the tensor does not require grad (no input of it has requires_grad=True)")
     if gradient is None:
         if root.numel() != 1:
@@ -293,8 +295,8 @@ def backward(root: Tensor, gradient: Tensor | None) -> None:
         gradient = root._const_like(1.0)
     elif gradient.shape != root.shape:
         raise ValueError(f"backward: gradient of shape {gradient.shape} does not match the output {root.shape}")
-    order = [n for n in root.node.toposort() if _needs.get(n) or needs_grad(n)]
-    grads: dict[Node, list[Tensor]] = {root.node: [gradient.cast(root.dtype)]}
+    order = [n for n in graph.toposort() if _needs.get(n) or needs_grad(n)]
+    grads: dict[Node, list[Tensor]] = {graph: [gradient.cast(root.dtype)]}
     for n in reversed(order):
         pieces = grads.pop(n, None)
         if not pieces:

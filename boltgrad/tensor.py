@@ -104,7 +104,7 @@ class Tensor(
 ):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
-    __slots__ = ("node", "_leaf_grad", "grad", "__weakref__")
+    __slots__ = ("node", "_leaf_grad", "grad", "_graph", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(
@@ -138,6 +138,7 @@ class Tensor(
         self.node: Node = node
         self._leaf_grad = False
         self.grad: Tensor | None = None
+        self._graph: Node | None = None  # the graph a realized result came from, for backward
         if requires_grad:
             self.requires_grad = True
 
@@ -149,6 +150,7 @@ class Tensor(
         t.node = node
         t._leaf_grad = False
         t.grad = None
+        t._graph = None
         return t
 
     # ---- autograd ----
@@ -156,7 +158,7 @@ class Tensor(
     @property
     def requires_grad(self) -> bool:
         """True for a leaf created with requires_grad=True, and for any result computed from one."""
-        return self._leaf_grad or autograd.needs_grad(self.node)
+        return self._leaf_grad or autograd.needs_grad(self._graph or self.node)
 
     @requires_grad.setter
     def requires_grad(self, flag: bool) -> None:
@@ -258,7 +260,9 @@ class Tensor(
 
     @staticmethod
     def realize_all(tensors: Sequence[Tensor]) -> None:
-        todo = [t for t in tensors if as_contiguous_buffer(t.node) is None or t.node.op is Op.ASSIGN]
+        todo = list(
+            {id(t): t for t in tensors if as_contiguous_buffer(t.node) is None or t.node.op is Op.ASSIGN}.values()
+        )
         if not todo:
             return
         versions = [input_versions(t.node) for t in todo]
@@ -266,8 +270,15 @@ class Tensor(
         for t, v in zip(todo, versions):
             buf = out[t.node]
             view = buffer_view(Node(Op.BUFFER, buf.dtype, (), buf), t.shape)
-            if t.node.op is not Op.ASSIGN:
-                record_realized(t.node, view, v)
+            if t.node.op is Op.ASSIGN:
+                # graphs built from the assign's node read the written buffer, as long as nothing overwrote it since
+                record_realized(t.node, view, ((buf, buf.version),))
+                t._graph = None
+            else:
+                # the result's own buffer is versioned too: an assign that later overwrites it voids the record
+                record_realized(t.node, view, v + ((buf, buf.version),))
+                if autograd.needs_grad(t.node):
+                    t._graph = t.node  # backward() after .item() still walks the graph
             t.node = view
 
     def _contiguous_buffer(self) -> Buffer:
@@ -343,6 +354,7 @@ class Tensor(
         if as_contiguous_buffer(self.node) is None:
             self.realize()
         self.node = Node(Op.ASSIGN, self.dtype, (self.node, src.node))
+        self._graph = None
         return self
 
     def add_(self, other: Any, alpha: Any = 1) -> Tensor:

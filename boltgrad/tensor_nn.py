@@ -120,7 +120,7 @@ class NNMixin:
         return _scan_dim(self, Op.ADD, dim, axis, dtype, "cumsum")  # type: ignore[arg-type]
 
     def cumprod(self, dim: Any = None, dtype: Any = None, *, axis: Any = None) -> Tensor:
-        """Running products along ``dim``. Its gradient divides by the input: exact zeros give NaN there."""
+        """Running products along ``dim`` (exact zeros in the input get torch's gradient: REDUCE's product rule)."""
         return _scan_dim(self, Op.MUL, dim, axis, dtype, "cumprod")  # type: ignore[arg-type]
 
     # ---- logical reductions and norms ----

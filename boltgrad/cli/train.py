@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
+        loss.realize()  # the loss of these weights, before the step changes them
         opt.step()
         return loss
 

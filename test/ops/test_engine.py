@@ -72,3 +72,28 @@ def test_copy_between_devices_counts_bytes_not_kernels():
     y = x.to("PYTHON").realize()
     assert boltgrad.stats.kernels == 0 and boltgrad.stats.copy_bytes == 2 * 16
     assert y.device == "PYTHON" and (y + 1).tolist() == [2.0, 3.0, 4.0, 5.0]
+
+
+def test_a_constant_realized_into_an_assigned_buffer_is_not_reused_after_the_assign():
+    t = Tensor.zeros(5)
+    t.assign(Tensor([1.0, 2, 3, 4, 5]) * 1.0 + 2.0)
+    t.realize()
+    t.assign(Tensor([10.0, 20, 30, 40, 50]) + 0.0)
+    assert t.tolist() == [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert (Tensor.zeros(5) + 1).tolist() == [1.0] * 5
+
+
+def test_repeated_lazy_assigns_apply_once_each():
+    a = Tensor([0.0]).contiguous().realize()
+    for _ in range(3):
+        a.assign(a + 1)
+    assert a.item() == 3.0
+
+
+def test_backward_after_reading_the_loss():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    loss = (x * x).sum()
+    assert loss.item() == 5.0
+    loss.backward()
+    assert x.grad.tolist() == [2.0, 4.0]
+    Tensor.realize_all([x.grad, x.grad])  # the same tensor twice is fine

@@ -226,6 +226,11 @@ def test_cumsum_cumprod():
             for dt in ("int32", "bool", "uint8"):
                 check(lambda x: getattr(x, op)(1), (3, 6), dtype=dt, low=-3, high=3)
             check(lambda x: getattr(x, op)(1, dtype=lib(x).float64), (2, 5), dtype="int32", low=-3, high=3)
+        zeros = np.array([[2.0, 0.0, 3.0, 0.0, 5.0], [1.5, -2.0, 0.0, 4.0, 1.0]], np.float32)
+        check(lambda x: x.cumprod(1), zeros, grad=True)  # gradients through exact zeros, as torch's
+        long_zeros = np.random.default_rng(1).uniform(0.5, 1.5, (2, 200)).astype(np.float32)
+        long_zeros[0, 7] = long_zeros[1, 150] = 0
+        check(lambda x: x.cumprod(1), long_zeros, grad=True, rtol=1e-4)
 
 
 def test_cumsum_long_rows():

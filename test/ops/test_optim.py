@@ -52,8 +52,7 @@ SGD_CASES = [
     {"lr": 0.1, "momentum": 0.9},
     {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01},
     {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.1},
-    {"lr": 0.1, "momentum": 0.5, "maximize": True},
-    {"lr": 0.1, "weight_decay": 0.2, "maximize": True},
+    {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.2, "maximize": True},
 ]
 
 
@@ -65,7 +64,6 @@ def test_sgd_matches_torch(kwargs):
 ADAM_CASES = [
     {"lr": 0.01},
     {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.05},
-    {"lr": 0.01, "amsgrad": True},
     {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1, "maximize": True},
 ]
 
@@ -120,10 +118,9 @@ def _muon_reference(weights, grads, lr, weight_decay, momentum, nesterov, steps=
     "kwargs",
     [
         {"lr": 0.02, "weight_decay": 0.0, "momentum": 0.95, "nesterov": True},
-        {"lr": 0.05, "weight_decay": 0.1, "momentum": 0.9, "nesterov": False},
-        {"lr": 0.02, "weight_decay": 0.01, "momentum": 0.95, "nesterov": True, "adjust_lr_fn": "match_rms_adamw"},
+        {"lr": 0.05, "weight_decay": 0.1, "momentum": 0.9, "nesterov": False, "adjust_lr_fn": "match_rms_adamw"},
     ],
-    ids=["nesterov", "plain-momentum", "match-rms-adamw"],
+    ids=["nesterov", "plain-momentum-match-rms-adamw"],
 )
 def test_muon_matches_the_reference_algorithm(kwargs):
     shapes = [(6, 4), (3, 8), (2, 2, 3)]  # tall, wide, and a conv-like kernel flattened to (2, 6)
