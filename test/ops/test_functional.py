@@ -89,7 +89,7 @@ def test_conv2d_forward_is_one_kernel_and_backward_few():
     stats.reset()
     forward.realize()
     assert stats.kernels == 1  # pad, windows, multiply, sum, bias and relu: one fused reduce
-    # (realizing swaps a tensor's graph for its buffer, so the backward pass starts from the same graph anew)
+    # (a graph built on a realized tensor starts from its buffer, so the backward graph is built anew)
     F.conv2d(x, w, b, stride=1, padding=1).relu().sum().backward()
     stats.reset()
     Tensor.realize_all([x.grad, w.grad, b.grad])
