@@ -84,7 +84,7 @@ class _Lowerer:
         if op in (Op.CONTIGUOUS, Op.ASSIGN, Op.DETACH):
             return self.lower(n.src[-1], idx, valid)
         if op is Op.RESHAPE:
-            return self.lower(n.src[0], unflatten_index(flat_index(idx, n.shape), n.src[0].shape), valid)
+            return self.lower(n.src[0], reshape_index(idx, n.shape, n.src[0].shape), valid)
         if op is Op.PERMUTE:
             src_idx: list[Node] = [const(0)] * len(idx)
             for i, axis in enumerate(n.arg):
@@ -190,7 +190,26 @@ def flat_index(idx: tuple[Node, ...], shape: tuple[int, ...]) -> Node:
 
 
 def unflatten_index(flat: Node, shape: tuple[int, ...]) -> tuple[Node, ...]:
-    return tuple(const(0) if s == 1 else simplify((flat // st) % s) for st, s in zip(strides_of(shape), shape))
+    # the outermost index needs no modulo: an index in bounds is below its size, one out of bounds is masked
+    return tuple(
+        const(0) if s == 1 else simplify(flat // st if i == 0 else (flat // st) % s)
+        for i, (st, s) in enumerate(zip(strides_of(shape), shape))
+    )
+
+
+def reshape_index(idx: tuple[Node, ...], shape: tuple[int, ...], src_shape: tuple[int, ...]) -> tuple[Node, ...]:
+    """The source index of a reshape: dims equal at the front and at the back pass through unchanged; only the
+    middle is flattened and split again (fewer and smaller div/mod expressions to simplify)."""
+    n = min(len(shape), len(src_shape))
+    lead = 0
+    while lead < n and shape[lead] == src_shape[lead]:
+        lead += 1
+    tail = 0
+    while tail < n - lead and shape[len(shape) - 1 - tail] == src_shape[len(src_shape) - 1 - tail]:
+        tail += 1
+    middle = flat_index(idx[lead : len(idx) - tail], shape[lead : len(shape) - tail])
+    inner = unflatten_index(middle, src_shape[lead : len(src_shape) - tail])
+    return tuple(idx[:lead]) + inner + tuple(idx[len(idx) - tail :])
 
 
 def _count_divmod(n: Node) -> int:
