@@ -113,3 +113,15 @@ __all__ = [
     "CompileError", "DeviceLost", "DeviceUnavailable", "promote_types",
     "bool_", "int8", "uint8", "int16", "int32", "uint32", "int64", "float16", "bfloat16", "float32", "float64",
 ]  # fmt: skip
+
+_SUBMODULES = ("nn", "optim", "data")
+
+
+def __getattr__(name: str):
+    """``boltgrad.nn``, ``boltgrad.optim`` and ``boltgrad.data`` without importing them, as with torch; they load
+    on first use so that ``import boltgrad`` stays fast."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'boltgrad' has no attribute {name!r}")
