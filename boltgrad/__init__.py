@@ -31,6 +31,7 @@ from .tensor import Tensor, synchronize
 from .tensor_create import bernoulli, manual_seed, multinomial, normal, randperm
 from .tensor_nn import einsum
 from .tensor_reduce import cat, stack
+from .variable import Variable
 
 half = float16
 float = float32  # noqa: A001 - torch's alias
@@ -108,7 +109,7 @@ del _name
 
 
 __all__ = [
-    "Tensor", "Device", "DType", "stats", "manual_seed", "synchronize", "cat", "stack", "where", "matmul",
+    "Tensor", "Variable", "Device", "DType", "stats", "manual_seed", "synchronize", "cat", "stack", "where", "matmul",
     "einsum", "randperm", "bernoulli", "multinomial", "normal",
     "CompileError", "DeviceLost", "DeviceUnavailable", "promote_types",
     "bool_", "int8", "uint8", "int16", "int32", "uint32", "int64", "float16", "bfloat16", "float32", "float64",

@@ -20,6 +20,9 @@ What a replay keeps and what it does not:
 - Outputs are new tensors on every call.
 - Inputs are checked: a call whose tensor inputs differ in shape, dtype or device from the recording, or whose
   other (non-tensor) arguments differ, is captured again (two calls: one plain, one recording).
+- ``boltgrad.Variable`` values are launch arguments: a replay uses the value each Variable holds at the call
+  (an argument's, or a closed-over one's current binding), so one recording serves every position of a
+  generation. Shapes are concrete: a Variable is never a dimension.
 - Python the step runs is *not* re-run on replay: values read with ``.item()`` or ``.numpy()`` inside the step,
   branches on them, and Python-side state changed by the step (counters, lists) are frozen at the recording.
   Keep such state in tensors (``assign``) or outside the jitted function.
@@ -29,11 +32,13 @@ What a replay keeps and what it does not:
 from __future__ import annotations
 
 import functools
+import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import config
 from .device.buffer import Buffer
 from .device.registry import get_device
 from .engine.realize import CapturedCopy, CapturedLaunch, start_capture, stop_capture
@@ -42,6 +47,7 @@ from .ir.ops import Op
 from .schedule.schedule import as_contiguous_buffer, buffer_view
 from .tensor import Tensor
 from .tensor_create import RNG_COUNTER_VAR, _RngState
+from .variable import Variable, variable_named
 
 _replay_hooks: weakref.WeakSet = weakref.WeakSet()
 
@@ -52,12 +58,17 @@ def register_replay_hook(obj: Any) -> None:
     _replay_hooks.add(obj)
 
 
-def _flatten_args(args: tuple, kwargs: dict) -> tuple[list[Tensor], tuple]:
-    """The tensor arguments, and a hashable key of everything else."""
+def _flatten_args(args: tuple, kwargs: dict) -> tuple[list[Tensor], dict[str, int], tuple]:
+    """The tensor arguments, the values of the Variable arguments by kernel name, and a hashable key of
+    everything else."""
     tensors: list[Tensor] = []
+    bound: dict[str, int] = {}
     key: list[Any] = []
     for name, value in [(None, a) for a in args] + sorted(kwargs.items()):
-        if isinstance(value, Tensor):
+        if isinstance(value, Variable):
+            bound[value.var.arg[0]] = value.value
+            key.append((name, "V", value.var))
+        elif isinstance(value, Tensor):
             tensors.append(value)
             key.append((name, "T"))
         else:
@@ -66,7 +77,7 @@ def _flatten_args(args: tuple, kwargs: dict) -> tuple[list[Tensor], tuple]:
                 key.append((name, value))
             except TypeError:
                 key.append((name, repr(value)))
-    return tensors, tuple(key)
+    return tensors, bound, tuple(key)
 
 
 @dataclass
@@ -76,6 +87,30 @@ class _Segment:
     device: str
     graph: Any
     launches: list[CapturedLaunch]
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes a replay touches, by role. Intermediates of one realize share memory (the engine's planner):
+    ``intermediates`` is what they take, ``intermediates_unshared`` what they would take each on its own."""
+
+    inputs: int
+    outputs: int  # allocated fresh by every replay
+    state: int  # buffers the step keeps across calls: weights, optimizer state, gradients
+    intermediates: int
+    intermediates_unshared: int
+
+    @property
+    def peak(self) -> int:
+        return self.inputs + self.outputs + self.state + self.intermediates
+
+    def __str__(self) -> str:
+        mb = 1 / 2**20
+        return (
+            f"peak {self.peak * mb:.2f} MiB: inputs {self.inputs * mb:.2f}, outputs {self.outputs * mb:.2f}, "
+            f"state {self.state * mb:.2f}, intermediates {self.intermediates * mb:.2f} "
+            f"(unshared {self.intermediates_unshared * mb:.2f})"
+        )
 
 
 @dataclass
@@ -90,6 +125,7 @@ class CapturedStep:
     segments: list[Any] = field(default_factory=list)
     patch_points: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # buffer id -> places
     rng_points: list[tuple[int, int, int, int]] = field(default_factory=list)  # (segment, launch, slot, offset)
+    var_points: list[tuple[int, int, int, str, int]] = field(default_factory=list)  # (..., slot, name, captured)
 
     def __post_init__(self) -> None:
         current: list[CapturedLaunch] = []
@@ -122,8 +158,28 @@ class CapturedStep:
                 for slot, (var_node, value) in enumerate(zip(op.variables, op.launch.var_values)):
                     if var_node.arg[0] == RNG_COUNTER_VAR:
                         self.rng_points.append((seg_index, li, slot, value - self.rng_start))
+                    elif variable_named(var_node.arg[0]) is not None:
+                        self.var_points.append((seg_index, li, slot, var_node.arg[0], value))
 
-    def replay(self, inputs: list[Tensor]) -> Any:
+    def memory(self) -> MemoryPlan:
+        inputs = {id(b): b for b in self.input_buffers}
+        outputs = {id(b): b for b in self.output_buffers}
+        others: dict[int, Buffer] = {}
+        for op in self.ops:
+            for b in op.buffers if isinstance(op, CapturedLaunch) else (op.dest, op.src):
+                if id(b) not in inputs and id(b) not in outputs:
+                    others[id(b)] = b
+        planned = [b for b in others.values() if b.base is not None]
+        blocks = {id(b.base): b.base for b in planned}
+        return MemoryPlan(
+            inputs=sum(b.nbytes for b in inputs.values()),
+            outputs=sum(b.nbytes for b in outputs.values()),
+            state=sum(b.nbytes for b in others.values() if b.base is None),
+            intermediates=sum(b.nbytes for b in blocks.values()),
+            intermediates_unshared=sum(b.nbytes for b in planned),
+        )
+
+    def replay(self, inputs: list[Tensor], bound: dict[str, int]) -> Any:
         for hook in list(_replay_hooks):
             hook.before_replay()
         handles: dict[int, Buffer] = {}
@@ -138,6 +194,10 @@ class CapturedStep:
         for seg, li, slot, offset in self.rng_points:
             self.segments[seg].graph.set_var(li, slot, base + offset)
         _RngState.counter += self.rng_draws
+        for seg, li, slot, name, captured in self.var_points:
+            live = variable_named(name)
+            value = bound[name] if name in bound else live.value if live is not None else captured
+            self.segments[seg].graph.set_var(li, slot, value)
         for seg in self.segments:
             if isinstance(seg, CapturedCopy):
                 src = handles.get(id(seg.src), seg.src)
@@ -194,14 +254,14 @@ class JitFunction:
         self._seen = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        inputs, key = _flatten_args(args, kwargs)
+        inputs, bound, key = _flatten_args(args, kwargs)
         for t in inputs:
             if as_contiguous_buffer(t.node) is None:
                 t.realize()
         Tensor.realize_all([t.contiguous() if as_contiguous_buffer(t.node) is None else t for t in inputs])
         signature = (key, tuple((t.shape, t.dtype, t.device) for t in inputs))
         if self.captured is not None and self.captured.signature == signature:
-            return self.captured.replay(inputs)
+            return self.captured.replay(inputs, bound)
         if self._seen != signature:  # first call with these inputs: run plainly
             self._seen = signature
             self.captured = None
@@ -235,7 +295,20 @@ class JitFunction:
         self.captured = CapturedStep(
             signature, ops, input_buffers, output_buffers, structure, _RngState.counter - rng_start, rng_start
         )
+        if config.debug_level() >= 1:
+            launches = sum(len(s.launches) for s in self.captured.segments if isinstance(s, _Segment))
+            print(
+                f"jit: captured {self.fn.__qualname__}: {launches} kernels in {len(self.captured.segments)} "
+                f"device graphs; {self.captured.memory()}",
+                file=sys.stderr,
+            )
         return out
+
+    def memory(self) -> MemoryPlan:
+        """The memory a replay of the recording uses, by role (after the second call)."""
+        if self.captured is None:
+            raise RuntimeError("jit: nothing is recorded yet; the recording is made on the second call")
+        return self.captured.memory()
 
 
 def _collect(out: Any, into: list[Tensor]) -> None:

@@ -84,3 +84,84 @@ def test_returning_a_state_tensor_is_refused():
     f(Tensor([1.0, 1.0]))
     with pytest.raises(RuntimeError, match="did not compute"):
         f(Tensor([1.0, 1.0]))
+
+
+def test_variable_is_a_launch_argument_not_a_constant():
+    pos = boltgrad.Variable("jit_pos_a", 0, 15)
+    counts = []
+    for p in (3, 9, 0, 15):
+        counts.append((boltgrad.arange(16) <= pos.bind(p)).sum().item())
+    assert counts == [4, 10, 1, 16]
+    assert pos.item() == 15 and pos.tolist() == 15 and (pos * 2 + 1).item() == 31
+    with pytest.raises(ValueError, match="outside its bounds"):
+        pos.bind(16)
+    with pytest.raises(ValueError, match="already exists"):
+        boltgrad.Variable("jit_pos_a", 0, 7)
+
+
+def _decode_steps(use_jit: bool) -> list[list[float]]:
+    """A toy decode loop: write a row of a cache at a symbolic position, then average the rows up to it."""
+    max_len, dim = 8, 4
+    cache = Tensor.zeros(max_len, dim).contiguous().realize()
+    pos = boltgrad.Variable("jit_decode_pos", 0, max_len - 1)
+
+    def step(x, p):
+        rows = boltgrad.arange(max_len).reshape(max_len, 1)
+        cache.assign(boltgrad.where(rows == p, x.reshape(1, dim), cache)).realize()
+        seen = (rows <= p).float()
+        return (cache * seen).sum(0) / (p + 1).float()
+
+    fn = boltgrad.jit(step) if use_jit else step
+    outs = []
+    for i in range(max_len):
+        pos.bind(i)
+        x = Tensor(np.full(dim, float(i * i), np.float32))
+        outs.append(fn(x, pos).tolist())
+    return outs
+
+
+def test_one_recording_serves_every_position():
+    eager = _decode_steps(use_jit=False)
+    assert eager[3] == [sum(i * i for i in range(4)) / 4] * 4
+    assert _decode_steps(use_jit=True) == eager
+
+
+def test_closed_over_variable_is_read_at_each_replay():
+    max_len = 6
+    pos = boltgrad.Variable("jit_closed_pos", 0, max_len - 1)
+    calls = []
+
+    @boltgrad.jit
+    def f(x):
+        calls.append(1)
+        return (x * (boltgrad.arange(max_len) <= pos).float()).sum()
+
+    x = Tensor(np.ones(max_len, np.float32))
+    got = []
+    for i in range(max_len):
+        pos.bind(i)
+        got.append(f(x).item())
+    assert got == [float(i + 1) for i in range(max_len)]
+    assert len(calls) == 2
+
+
+def test_memory_plan_shares_intermediates():
+    w = Tensor(np.ones((64, 64), np.float32)).realize()
+
+    @boltgrad.jit
+    def f(x):
+        h = x
+        for _ in range(6):  # each layer's output is an intermediate the next one frees
+            h = (h @ w).relu().contiguous() * 0.5
+        return h.sum(1)
+
+    x = Tensor(np.ones((32, 64), np.float32))
+    with pytest.raises(RuntimeError, match="nothing is recorded"):
+        f.memory()
+    for _ in range(3):
+        f(x)
+    plan = f.memory()
+    assert plan.inputs == 32 * 64 * 4 and plan.outputs == 32 * 4 and plan.state == 64 * 64 * 4
+    assert 0 < plan.intermediates < plan.intermediates_unshared
+    assert plan.peak == plan.inputs + plan.outputs + plan.state + plan.intermediates
+    assert "peak" in str(plan)
