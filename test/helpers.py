@@ -21,7 +21,10 @@ backward needs a second pass over the same pieces, not a second helper.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import math
+import os
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,3 +293,32 @@ def _compare_values(got: np.ndarray, want: np.ndarray, dt: str, atol: float | No
     bad = [tuple(int(i) for i in ix) for ix in np.argwhere(~np.asarray(same))] if got.ndim else [()]
     shown = "; ".join(f"at {ix}: got {got[ix]!r}, torch {want[ix]!r}" for ix in bad[:4])
     return f"{len(bad)} of {got.size} values differ (dtype {dt}): {shown}" + (" ..." if len(bad) > 4 else "")
+
+
+# ---- IDX (MNIST) files
+
+
+def idx_file(magic: int, dims: tuple[int, ...], data: bytes) -> bytes:
+    return struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims) + data
+
+
+def write_mnist(folder, split="train", n=5, gz=False, images_data=None, images=None, labels=None):
+    """Write an MNIST-style split of ``n`` images (a fixed pattern, or the given uint8 arrays) to ``folder``;
+    ``images_data`` replaces the image bytes (to write a broken file). Returns (images, labels)."""
+    prefix = "train" if split == "train" else "t10k"
+    if images is None:
+        images = (np.arange(n * 28 * 28, dtype=np.uint32).reshape(n, 28, 28) % 251).astype(np.uint8)
+    if labels is None:
+        labels = np.arange(n) % 10
+    files = {
+        f"{prefix}-images-idx3-ubyte": idx_file(0x803, (n, 28, 28), images_data or images.astype(np.uint8).tobytes()),
+        f"{prefix}-labels-idx1-ubyte": idx_file(0x801, (n,), labels.astype(np.uint8).tobytes()),
+    }
+    for name, content in files.items():
+        if gz:
+            with gzip.open(os.path.join(folder, name + ".gz"), "wb") as f:
+                f.write(content)
+        else:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(content)
+    return images.astype(np.uint8), labels

@@ -93,11 +93,16 @@ def save_checkpoint(path: str, model: nn.Module, opt: optim.Optimizer, meta: dic
     safe_save(tensors, path, metadata={"boltgrad_train": json.dumps(meta)})
 
 
-def load_checkpoint(path: str, model: nn.Module, opt: optim.Optimizer, device: str) -> dict[str, Any]:
+def load_checkpoint(path: str, model_kind: str, model: nn.Module, opt: optim.Optimizer, device: str) -> dict[str, Any]:
+    """Load a checkpoint of ``train`` into the model and optimizer; a ValueError says why one doesn't fit."""
     from boltgrad.nn.state import safe_load
 
     tensors, metadata = safe_load(path, device=device, with_metadata=True)
+    if "boltgrad_train" not in metadata:
+        raise ValueError(f"{path} is a safetensors file, but not a checkpoint written by 'boltgrad train'")
     meta = json.loads(metadata["boltgrad_train"])
+    if meta["model"] != model_kind:
+        raise ValueError(f"{path} holds a {meta['model']} model, not {model_kind}; pass --model {meta['model']}")
     model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
@@ -139,9 +144,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.checkpoint or not os.path.exists(args.checkpoint):
             print(f"train: --resume needs an existing --checkpoint file (got {args.checkpoint!r})", file=sys.stderr)
             return 2
-        meta = load_checkpoint(args.checkpoint, model, opt, device)
-        if meta["model"] != args.model:
-            print(f"train: the checkpoint holds a {meta['model']} model, not {args.model}", file=sys.stderr)
+        try:
+            meta = load_checkpoint(args.checkpoint, args.model, model, opt, device)
+        except (ValueError, RuntimeError) as e:
+            print(f"train: cannot resume from {args.checkpoint}: {e}", file=sys.stderr)
             return 2
         start_epoch, start_step = meta["epoch"], meta["step"]
         boltgrad.tensor_create._RngState.counter = meta["rng_counter"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import random
-import struct
 
 import numpy as np
 import pytest
+from helpers import idx_file, write_mnist
 
 from boltgrad import Tensor, int64, uint8
 from boltgrad.data import DataLoader, Dataset, TensorDataset, default_collate
@@ -107,31 +106,9 @@ def test_default_collate_and_a_custom_collate_fn():
 # ---- IDX files
 
 
-def _idx(magic: int, dims: tuple[int, ...], data: bytes) -> bytes:
-    return struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims) + data
-
-
-def _write_mnist(folder, split="train", n=5, gz=False, images_data=None):
-    prefix = "train" if split == "train" else "t10k"
-    images = np.arange(n * 28 * 28, dtype=np.uint32).reshape(n, 28, 28) % 251
-    labels = np.arange(n) % 10
-    files = {
-        f"{prefix}-images-idx3-ubyte": _idx(0x803, (n, 28, 28), images_data or images.astype(np.uint8).tobytes()),
-        f"{prefix}-labels-idx1-ubyte": _idx(0x801, (n,), labels.astype(np.uint8).tobytes()),
-    }
-    for name, content in files.items():
-        if gz:
-            with gzip.open(os.path.join(folder, name + ".gz"), "wb") as f:
-                f.write(content)
-        else:
-            with open(os.path.join(folder, name), "wb") as f:
-                f.write(content)
-    return images.astype(np.uint8), labels
-
-
 @pytest.mark.parametrize("gz", [False, True], ids=["raw", "gz"])
 def test_load_mnist_from_synthetic_idx_files(tmp_path, gz):
-    want_images, want_labels = _write_mnist(tmp_path, "test", n=6, gz=gz)
+    want_images, want_labels = write_mnist(tmp_path, "test", n=6, gz=gz)
     images, labels = load_mnist(root=tmp_path, split="test")
     assert images.shape == (6, 28, 28) and images.dtype == uint8 and labels.dtype == int64
     np.testing.assert_array_equal(images.numpy(), want_images)
@@ -143,14 +120,14 @@ def test_load_mnist_from_synthetic_idx_files(tmp_path, gz):
 
 
 def test_idx_errors_name_the_file_and_the_problem(tmp_path):
-    _write_mnist(tmp_path, "train", n=3, images_data=bytes(3 * 28 * 28 - 10))
+    write_mnist(tmp_path, "train", n=3, images_data=bytes(3 * 28 * 28 - 10))
     path = os.path.join(tmp_path, "train-images-idx3-ubyte")
     with pytest.raises(ValueError, match=f"{path}: truncated: expected 2368 bytes.*found 2358"):
         load_mnist(root=tmp_path)
     with open(os.path.join(tmp_path, "train-labels-idx1-ubyte"), "wb") as f:
-        f.write(_idx(0x803, (3,), bytes(3)))
+        f.write(idx_file(0x803, (3,), bytes(3)))
     with open(path, "wb") as f:
-        f.write(_idx(0x803, (3, 28, 28), bytes(3 * 28 * 28)))
+        f.write(idx_file(0x803, (3, 28, 28), bytes(3 * 28 * 28)))
     with pytest.raises(ValueError, match="train-labels-idx1-ubyte: magic number 0x00000803, expected 0x00000801"):
         load_mnist(root=tmp_path)
     with pytest.raises(ValueError, match="split"):
