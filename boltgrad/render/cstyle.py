@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from ..codegen.linearize import LinearProgram
+from ..codegen.vectorize import WIDTHS, Pack, VectorPlan, plan_vectors
 from ..ir.dtypes import DType, bfloat16, bool_, float16, float64
 from ..ir.node import Node
 from ..ir.ops import Op
@@ -144,70 +145,190 @@ class CStyleRenderer:
         return f"void {name}(void **restrict bufs, const int64_t *restrict vars, int64_t start, int64_t end)"
 
     def render_kernel(self, prog: LinearProgram, name: str) -> str:
-        names: dict[Node, str] = {}
-        lines: list[str] = [self.signature(name) + " {"]
-        indent = 1
-        counts: dict[str, int] = {}
+        return _KernelWriter(self, prog).write(name)
 
-        def fresh(prefix: str) -> str:
-            counts[prefix] = counts.get(prefix, 0) + 1
-            return f"{prefix}{counts[prefix] - 1}"
+    # ---- vector packs (see codegen/vectorize.py); a renderer without vector types keeps vector_widths empty ----
 
-        def ref(n: Node) -> str:
-            if n.op is Op.CONST:
-                return self.literal(n.arg, n.dtype)
-            return names[n]
+    vector_widths: tuple[int, ...] = ()
 
-        def emit(text: str) -> None:
-            lines.append("  " * indent + text)
+    def vtype(self, p: Pack) -> str:
+        return f"bolt_{'i' if p.mask else 'f'}32x{p.width}"
 
-        for i, dt in enumerate(prog.params):
-            emit(f"{self.storage(dt)} *restrict b{i} = ({self.storage(dt)} *)bufs[{i}];")
-        for k, v in enumerate(prog.variables):
-            names[v] = f"var_{v.arg[0]}"
-            emit(f"const int64_t var_{v.arg[0]} = vars[{k}];")
-        if prog.global_range is None:
-            emit("if (start >= end) return;")
-        for n in prog.instructions:
-            op = n.op
-            if op in (Op.CONST, Op.VAR):
-                continue
-            if op is Op.PARAM:
-                names[n] = f"b{n.arg}"
-            elif op is Op.RANGE:
-                r = names[n] = fresh("r")
-                lo, hi = ("start", "end") if n is prog.global_range else ("0", ref(n.src[0]))
-                emit(f"for (int64_t {r} = {lo}; {r} < {hi}; {r}++) {{")
-                indent += 1
-            elif op is Op.ENDRANGE:
-                indent -= 1
-                emit("}")
-            elif op is Op.LOAD:
-                v = names[n] = fresh("val")
-                load = self.load_expr(ref(n.src[0]), ref(n.src[1]), n.dtype)
-                if len(n.src) == 3:
-                    load = f"({ref(n.src[2])} ? {load} : {self.literal(0, n.dtype)})"
-                emit(f"{self.ctype(n.dtype)} {v} = {load};")
-            elif op is Op.STORE:
-                emit(self.store_expr(ref(n.src[0]), ref(n.src[1]), ref(n.src[2]), n.src[2].dtype))
-            elif op is Op.ACC:
-                v = names[n] = fresh("acc")
-                emit(f"{self.ctype(n.dtype)} {v} = {ref(n.src[0])};")
-            elif op is Op.ACC_UPDATE:
-                acc = n.src[0]
-                combined = self.alu(Node(n.arg, n.dtype, (acc, n.src[1])), [ref(acc), ref(n.src[1])])
-                emit(f"{ref(acc)} = {combined};")
-            elif op is Op.ACC_READ:
-                names[n] = names[n.src[0]]
-            else:
-                v = names[n] = fresh("alu")
-                emit(f"{self.ctype(n.dtype)} {v} = {self.alu(n, [ref(s) for s in n.src])};")
-        lines.append("}")
-        return "\n".join(lines)
+    def splat(self, p: Pack, scalar: str) -> str:
+        if p.mask:
+            return f"bolt_splat_i32x{p.width}(-(int32_t)({scalar}))"
+        return f"bolt_splat_f32x{p.width}({scalar})"
+
+    def vector_alu(self, op: Op, p: Pack, a: list[str]) -> str:
+        w = p.width
+        if p.mask:
+            if op is Op.CMPLT:
+                return f"({a[0]} < {a[1]})"
+            if op in (Op.CMPNE, Op.CAST):
+                return f"({a[0]} != {a[1]})" if op is Op.CMPNE else f"({a[0]} != bolt_splat_f32x{w}(0.0f))"
+            if op is Op.NEG:
+                return f"(~{a[0]})"
+            if op is Op.WHERE:
+                return f"(({a[0]} & {a[1]}) | (~{a[0]} & {a[2]}))"
+            return f"({a[0]} {self.infix[op]} {a[1]})"
+        if op is Op.NEG:
+            return f"(-{a[0]})"
+        if op is Op.RECIP:
+            return f"(bolt_splat_f32x{w}(1.0f) / {a[0]})"
+        if op is Op.MAX:
+            return f"bolt_max_f32x{w}({a[0]}, {a[1]})"
+        if op is Op.WHERE:
+            return f"bolt_select_f32x{w}({a[0]}, {a[1]}, {a[2]})"
+        if op is Op.CAST:  # bool lanes (-1/0) -> 1.0f/0.0f
+            return f"__builtin_convertvector({a[0]} & 1, bolt_f32x{w})"
+        return f"({a[0]} {self.infix[op]} {a[1]})"
 
     def render_unit(self, kernels: list[tuple[str, LinearProgram]]) -> str:
         """One source file holding several kernels, compiled in one compiler call."""
         return self.preamble + "\n\n".join(self.render_kernel(p, name) for name, p in kernels) + "\n"
+
+
+class _KernelWriter:
+    """Prints one kernel: declarations, then the instructions in order, each followed by the vector packs the plan
+    places after it; scalar instructions that a pack replaced are left out."""
+
+    def __init__(self, renderer: CStyleRenderer, prog: LinearProgram):
+        self.r, self.prog = renderer, prog
+        self.plan = plan_vectors(prog) if renderer.vector_widths else VectorPlan()
+        self.names: dict[Node, str] = {}
+        self.lines: list[str] = []
+        self.indent = 1
+        self.counts: dict[str, int] = {}
+
+    def fresh(self, prefix: str) -> str:
+        self.counts[prefix] = self.counts.get(prefix, 0) + 1
+        return f"{prefix}{self.counts[prefix] - 1}"
+
+    def ref(self, n: Node) -> str:
+        if n.op is Op.CONST:
+            return self.r.literal(n.arg, n.dtype)
+        return self.names[n]
+
+    def emit(self, text: str) -> None:
+        self.lines.append("  " * self.indent + text)
+
+    def write(self, name: str) -> str:
+        r, prog = self.r, self.prog
+        self.lines.append(r.signature(name) + " {")
+        for i, dt in enumerate(prog.params):
+            self.emit(f"{r.storage(dt)} *restrict b{i} = ({r.storage(dt)} *)bufs[{i}];")
+        for k, v in enumerate(prog.variables):
+            self.names[v] = f"var_{v.arg[0]}"
+            self.emit(f"const int64_t var_{v.arg[0]} = vars[{k}];")
+        if prog.global_range is None:
+            self.emit("if (start >= end) return;")
+        for i, n in enumerate(prog.instructions):
+            if n not in self.plan.skip:
+                self.scalar(n)
+            for p in self.plan.packs_after.get(i, ()):
+                self.vector(p)
+        self.lines.append("}")
+        return "\n".join(self.lines)
+
+    def scalar(self, n: Node) -> None:
+        r, op, ref = self.r, n.op, self.ref
+        if op in (Op.CONST, Op.VAR):
+            return
+        if op is Op.PARAM:
+            self.names[n] = f"b{n.arg}"
+        elif op is Op.RANGE:
+            v = self.names[n] = self.fresh("r")
+            lo, hi = ("start", "end") if n is self.prog.global_range else ("0", ref(n.src[0]))
+            self.emit(f"for (int64_t {v} = {lo}; {v} < {hi}; {v}++) {{")
+            self.indent += 1
+        elif op is Op.ENDRANGE:
+            self.indent -= 1
+            self.emit("}")
+        elif op is Op.LOAD:
+            v = self.names[n] = self.fresh("val")
+            load = r.load_expr(ref(n.src[0]), ref(n.src[1]), n.dtype)
+            if len(n.src) == 3:
+                load = f"({ref(n.src[2])} ? {load} : {r.literal(0, n.dtype)})"
+            self.emit(f"{r.ctype(n.dtype)} {v} = {load};")
+        elif op is Op.STORE:
+            self.emit(r.store_expr(ref(n.src[0]), ref(n.src[1]), ref(n.src[2]), n.src[2].dtype))
+        elif op is Op.ACC:
+            v = self.names[n] = self.fresh("acc")
+            self.emit(f"{r.ctype(n.dtype)} {v} = {ref(n.src[0])};")
+        elif op is Op.ACC_UPDATE:
+            acc = n.src[0]
+            combined = r.alu(Node(n.arg, n.dtype, (acc, n.src[1])), [ref(acc), ref(n.src[1])])
+            self.emit(f"{ref(acc)} = {combined};")
+        elif op is Op.ACC_READ:
+            packed = self.plan.acc_lane.get(n.src[0])
+            if packed is None:
+                self.names[n] = self.names[n.src[0]]
+            else:  # one lane of a vector accumulator
+                v = self.names[n] = self.fresh("acc")
+                self.emit(f"{r.ctype(n.dtype)} {v} = {packed[0].name}[{packed[1]}];")
+        else:
+            v = self.names[n] = self.fresh("alu")
+            self.emit(f"{r.ctype(n.dtype)} {v} = {r.alu(n, [ref(s) for s in n.src])};")
+
+    def vexpr(self, p: Pack) -> str:
+        """The value of a pack as an expression: its variable, or a splat or constant vector written inline."""
+        if p.kind == "splat":
+            return self.r.splat(p, self.ref(p.lanes[0]))
+        if p.kind == "read":
+            return p.srcs[0].name
+        if not p.name:  # a gather of constants only
+            return self.gather(p)
+        return p.name
+
+    def gather(self, p: Pack) -> str:
+        lanes = [self.ref(n) for n in p.lanes]
+        if p.mask:
+            lanes = [f"-(int32_t)({x})" for x in lanes]
+        return f"({self.r.vtype(p)}){{{', '.join(lanes)}}}"
+
+    def vector(self, p: Pack) -> None:
+        r, first = self.r, p.lanes[0]
+        if p.kind == "store":
+            ptr, index = self.ref(first.src[0]), self.ref(first.src[1])
+            self.emit(f"bolt_store_f32x{p.width}({ptr} + {index}, {self.vexpr(p.srcs[0])});")
+            return
+        if p.kind == "update":
+            acc, body = p.srcs
+            combined = r.vector_alu(first.arg, acc, [acc.name, self.vexpr(body)])
+            self.emit(f"{acc.name} = {combined};")
+            return
+        p.name = self.fresh("v")
+        if p.kind == "acc":
+            value = r.splat(p, self.ref(first.src[0]))
+        elif p.kind == "load":
+            value = f"bolt_load_f32x{p.width}({self.ref(first.src[0])} + {self.ref(first.src[1])})"
+            if len(first.src) == 3:
+                value = f"({self.ref(first.src[2])} ? {value} : bolt_splat_f32x{p.width}(0.0f))"
+        elif p.kind == "gather":
+            value = self.gather(p)
+        else:
+            value = r.vector_alu(first.op, p, [self.vexpr(s) for s in p.srcs])
+        self.emit(f"{r.vtype(p)} {p.name} = {value};")
+
+
+def _vector_helpers(widths: tuple[int, ...]) -> str:
+    """Vector types of 4, 8 and 16 float32 (and int32 mask) lanes in the GCC/Clang vector extension; unaligned
+    loads and stores through memcpy, which compilers turn into one unaligned vector move."""
+    out = []
+    for w in widths:
+        f, i = f"bolt_f32x{w}", f"bolt_i32x{w}"
+        inline = "static inline __attribute__((always_inline))"
+        out += [
+            f"typedef float {f} __attribute__((vector_size({4 * w})));",
+            f"typedef int32_t {i} __attribute__((vector_size({4 * w})));",
+            f"{inline} {f} bolt_load_{f[5:]}(const float *p) {{ {f} v; __builtin_memcpy(&v, p, sizeof v); return v; }}",
+            f"{inline} void bolt_store_{f[5:]}(float *p, {f} v) {{ __builtin_memcpy(p, &v, sizeof v); }}",
+            f"{inline} {f} bolt_splat_{f[5:]}(float s) {{ return ({f}){{{', '.join(['s'] * w)}}}; }}",
+            f"{inline} {i} bolt_splat_{i[5:]}(int32_t s) {{ return ({i}){{{', '.join(['s'] * w)}}}; }}",
+            f"{inline} {f} bolt_select_{f[5:]}({i} m, {f} a, {f} b) {{ return ({f})((m & ({i})a) | (~m & ({i})b)); }}",
+            f"{inline} {f} bolt_max_{f[5:]}({f} a, {f} b) {{ return bolt_select_{f[5:]}((a > b) | (a != a), a, b); }}",
+        ]
+    return "\n".join(out)
 
 
 def _f2i_helpers() -> str:
@@ -299,7 +420,8 @@ static inline int64_t bolt_imod(int64_t a, int64_t b) { return (b == 0 || b == -
 
 
 class CRenderer(CStyleRenderer):
-    preamble = C_PREAMBLE
+    vector_widths = WIDTHS
+    preamble = C_PREAMBLE + _vector_helpers(WIDTHS) + "\n\n"
 
 
 RENDERERS = {"c": CRenderer}

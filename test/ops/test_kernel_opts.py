@@ -1,0 +1,222 @@
+"""The CPU kernel optimisations (register tiles, vector packs, loop order) against the PYTHON device and numpy.
+
+The PYTHON device interprets the same linear program one scalar at a time, rounding to float32 after every
+operation; the C kernels must compute the same operations lane by lane, so for sums and products of float32 the
+two agree bit for bit. Shapes include sizes that no tile divides (1, 3, 17, 33, 127), transposed and strided
+operands, fused epilogues and reductions over outer axes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import check
+
+import boltgrad
+import boltgrad.nn.functional as F
+from boltgrad import Tensor
+from boltgrad.codegen.linearize import linearize
+from boltgrad.codegen.lower import lower_kernel
+from boltgrad.codegen.vectorize import plan_vectors
+from boltgrad.render.cstyle import CRenderer
+from boltgrad.schedule.schedule import create_schedule
+
+SIZES = (1, 3, 4, 8, 17, 33)
+
+
+def _arrays(seed: int, *shapes: tuple[int, ...]) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+
+def _same_on_python(fn, *arrays: np.ndarray) -> np.ndarray:
+    """fn on CPU and on the PYTHON device: equal bit for bit. Returns the CPU result."""
+    cpu = fn(*[Tensor(a) for a in arrays]).numpy()
+    spec = fn(*[Tensor(a, device="PYTHON") for a in arrays]).numpy()
+    np.testing.assert_array_equal(cpu, spec)
+    return cpu
+
+
+def _close(got: np.ndarray, want: np.ndarray, k: int = 1) -> None:
+    scale = max(1.0, float(np.abs(want).max(initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale * max(1, k) ** 0.5)
+
+
+def _kernel_sources(out: Tensor) -> list[str]:
+    sched = create_schedule([out.node])
+    items = [it for it in sched.items if hasattr(it, "ast")]
+    renderer = CRenderer()
+    return [renderer.render_kernel(linearize(lower_kernel(it.ast)), f"k{i}") for i, it in enumerate(items)]
+
+
+# ---------------------------------------------------------------- matmul
+
+
+@pytest.mark.parametrize("m", SIZES)
+@pytest.mark.parametrize("n", (1, 7, 16, 33))
+@pytest.mark.parametrize("k", (1, 5, 17, 64))
+def test_matmul_odd_shapes_match_the_spec(m, n, k):
+    a, b = _arrays(m * 1000 + n * 10 + k, (m, k), (k, n))
+    got = _same_on_python(lambda x, y: x @ y, a, b)
+    _close(got, a.astype(np.float64) @ b, k)
+
+
+@pytest.mark.parametrize(
+    "m,k,n", [(127, 255, 129), (256, 256, 256), (96, 784, 40), (5, 1024, 300), (300, 64, 8), (128, 10, 256)]
+)
+def test_matmul_larger_shapes_match_numpy(m, k, n):
+    a, b = _arrays(m + k + n, (m, k), (k, n))
+    got = (Tensor(a) @ Tensor(b)).numpy()
+    _close(got, a.astype(np.float64) @ b, k)
+
+
+@pytest.mark.parametrize("form", ["a.T@b", "a@b.T", "a.T@b.T"])
+@pytest.mark.parametrize("m,k,n", [(17, 33, 9), (64, 40, 48), (3, 128, 33)])
+def test_transposed_operands(form, m, k, n):
+    ta = form.startswith("a.T")
+    tb = "b.T" in form
+    a, b = _arrays(m * n * k, (k, m) if ta else (m, k), (n, k) if tb else (k, n))
+
+    def fn(x, y):
+        return (x.T if ta else x) @ (y.T if tb else y)
+
+    got = _same_on_python(fn, a, b) if m * n * k < 30_000 else fn(Tensor(a), Tensor(b)).numpy()
+    want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b)
+    _close(got, want, k)
+
+
+def test_strided_and_sliced_operands():
+    a, b = _arrays(7, (70, 41), (33, 90))
+
+    def fn(x, y):
+        return x[::2, 3:36] @ y[:, 1::3]  # rows stepped, cols offset; B's columns strided by 3
+
+    got = _same_on_python(fn, a, b)
+    _close(got, a[::2, 3:36].astype(np.float64) @ b[:, 1::3], 33)
+
+
+@pytest.mark.parametrize("batch,m,k,n", [(3, 17, 9, 33), (4, 8, 16, 24), (2, 1, 31, 5)])
+def test_batched_matmul(batch, m, k, n):
+    a, b = _arrays(batch + m, (batch, m, k), (batch, k, n))
+    got = _same_on_python(lambda x, y: x @ y, a, b)
+    _close(got, np.einsum("bmk,bkn->bmn", a.astype(np.float64), b), k)
+
+
+def test_batched_matmul_with_permuted_operand():
+    a, b = _arrays(11, (5, 3, 17), (3, 17, 20))
+    got = _same_on_python(lambda x, y: x.permute(1, 0, 2) @ y, a, b)
+    _close(got, np.einsum("mbk,bkn->bmn", a.astype(np.float64), b), 17)
+
+
+@pytest.mark.parametrize("m,k,n", [(33, 17, 20), (4, 64, 16), (128, 100, 10)])
+def test_linear_with_bias_relu_epilogue(m, k, n):
+    x, w, bias = _arrays(m + n, (m, k), (n, k), (n,))
+    got = _same_on_python(lambda x, w, b: (x @ w.T + b).relu(), x, w, bias)
+    _close(got, np.maximum(x.astype(np.float64) @ w.T + bias, 0), k)
+
+
+def test_matmul_epilogue_with_where_and_max():
+    a, b, c = _arrays(3, (9, 20), (20, 24), (9, 24))
+
+    def fn(x, y, z):
+        p = x @ y
+        return (p * 2).where(p > z, z).maximum(p - 1)  # torch-style: self where cond, else other
+
+    got = _same_on_python(fn, a, b, c)
+    p = a.astype(np.float64) @ b
+    _close(got, np.maximum(np.where(p > c, p * 2, c), p - 1), 20)
+
+
+def test_int_and_half_matmuls_stay_correct():
+    rng = np.random.default_rng(5)
+    a = rng.integers(-5, 5, (17, 9)).astype(np.int32)
+    b = rng.integers(-5, 5, (9, 33)).astype(np.int32)
+    np.testing.assert_array_equal(_same_on_python(lambda x, y: x @ y, a, b), a @ b)
+    check(lambda x, y: x @ y, (17, 24), (24, 16), dtype="float16", atol=2e-2, rtol=2e-2)
+
+
+# ---------------------------------------------------------------- reductions over outer axes
+
+
+@pytest.mark.parametrize("shape", [(128, 33), (5, 17), (64, 256), (3, 8), (127, 1)])
+@pytest.mark.parametrize("op", ["sum", "amax"])
+def test_reduce_outer_axis(shape, op):
+    (x,) = _arrays(shape[0] * shape[1], shape)
+    got = _same_on_python(lambda t: getattr(t, op)(0), x)
+    want = x.astype(np.float64).sum(0) if op == "sum" else x.max(0)
+    _close(got, want, shape[0])
+
+
+@pytest.mark.parametrize("b,o,i", [(128, 10, 256), (33, 17, 40), (7, 3, 9), (64, 24, 1)])
+def test_weight_gradient_pattern(b, o, i):
+    """sum over the batch of g[b, o] * relu'(h)[b, o] * x[b, i]: the reduce is the outer, strided axis."""
+    g, h, x = _arrays(b + o + i, (b, o), (b, o), (b, i))
+    got = _same_on_python(lambda g, h, x: (g * (h > 0)).T @ x, g, h, x)
+    _close(got, (g * (h > 0)).astype(np.float64).T @ x, b)
+
+
+def test_reduce_outer_axis_of_a_3d_tensor():
+    (x,) = _arrays(2, (6, 13, 40))
+    got = _same_on_python(lambda t: (t * 2).sum((0, 1)), x)
+    _close(got, (x.astype(np.float64) * 2).sum((0, 1)), 78)
+
+
+# ---------------------------------------------------------------- layers, forward and backward
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0), (1, 0)])
+def test_conv2d_forward_backward(stride, padding):
+    check(
+        lambda x, w: (
+            F.conv2d(x, w, stride=stride, padding=padding)
+            if isinstance(x, Tensor)
+            else torch.nn.functional.conv2d(x, w, stride=stride, padding=padding)
+        ),
+        (2, 3, 11, 13),
+        (5, 3, 3, 3),
+        grad=True,
+        atol=1e-4,
+        rtol=1e-4,
+    )
+
+
+def test_mlp_training_gradients():
+    check(
+        lambda x, w1, w2: (x @ w1.T).relu() @ w2.T,
+        (17, 33),
+        (20, 33),
+        (3, 20),
+        grad=True,
+        atol=1e-4,
+        rtol=1e-4,
+    )
+
+
+# ---------------------------------------------------------------- the generated code
+
+
+def test_matmul_kernel_uses_vector_packs():
+    out = Tensor(np.ones((64, 64), np.float32)) @ Tensor(np.ones((64, 64), np.float32))
+    (source,) = _kernel_sources(out)
+    assert "bolt_load_f32x8" in source and "bolt_store_f32x8" in source
+
+
+def test_weight_gradient_kernel_uses_vector_accumulators():
+    g, x = Tensor(np.ones((128, 10), np.float32)), Tensor(np.ones((128, 256), np.float32))
+    (source,) = _kernel_sources(g.T @ x)
+    assert "bolt_splat_f32x8(0.0f)" in source  # vector accumulators, not 32 scalar ones
+
+
+def test_no_packs_for_non_consecutive_lanes():
+    x = Tensor(np.ones((16, 16), np.float32))
+    sched = create_schedule([(x.T * 2).contiguous().node])
+    (item,) = [it for it in sched.items if hasattr(it, "ast")]
+    assert not plan_vectors(linearize(lower_kernel(item.ast)))
+
+
+def test_float64_reduce_stays_scalar_and_correct():
+    x = np.random.default_rng(1).standard_normal((40, 24))
+    got = _same_on_python(lambda t: t.sum(0), x)
+    np.testing.assert_allclose(got, x.sum(0), rtol=1e-12)
+    assert boltgrad.float64 == Tensor(x).dtype
