@@ -27,8 +27,12 @@ CC_VAR = EnvVar("BOLT_CC", "", "the C compiler for the CPU device; default: cc, 
 CFLAGS_VAR = EnvVar("BOLT_CFLAGS", "", "extra flags appended to the C compiler's command line")
 THREADS_VAR = EnvVar("BOLT_THREADS", "0", "worker threads of the CPU runtime; 0 means one per core")
 XDG_CACHE_VAR = EnvVar("XDG_CACHE_HOME", "", "the user's cache root, used when BOLT_CACHE_DIR is not set")
+REMOTE_TOKEN_VAR = EnvVar("BOLT_REMOTE_TOKEN", "", "the token a device server requires and REMOTE clients present")
+REMOTE_TIMEOUT_VAR = EnvVar("BOLT_REMOTE_TIMEOUT", "3", "seconds without a word from a device server before DeviceLost")
+REMOTE_LINK_VAR = EnvVar("BOLT_REMOTE_LINK", "", "model a slower link on the client, e.g. 'latency_us=100,gbit=24'")
 
-ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR)
+ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR, REMOTE_TOKEN_VAR,
+            REMOTE_TIMEOUT_VAR, REMOTE_LINK_VAR)  # fmt: skip
 
 
 def debug_level() -> int:
@@ -64,3 +68,26 @@ def cpu_threads() -> int:
     except ValueError:
         n = 0
     return n if n > 0 else (os.cpu_count() or 1)
+
+
+def remote_token() -> str:
+    return REMOTE_TOKEN_VAR.get()
+
+
+def remote_timeout() -> float:
+    try:
+        return max(float(REMOTE_TIMEOUT_VAR.get() or 3), 0.1)
+    except ValueError:
+        return 3.0
+
+
+def remote_link() -> dict[str, float]:
+    """The link model: ``latency_us`` added to every round trip (each way) and ``gbit`` of bandwidth."""
+    out: dict[str, float] = {}
+    for part in REMOTE_LINK_VAR.get().split(","):
+        key, _, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            continue
+    return out

@@ -14,12 +14,16 @@ kernels = 0  # kernels launched (copies between devices never count)
 compiles = 0  # compiler invocations (disk-cache misses)
 copy_bytes = 0  # bytes moved between host and a device or between devices
 realizes = 0  # calls into the engine that ran a schedule
+round_trips = 0  # requests a REMOTE device sent and waited for
+link_bytes_out = 0  # bytes sent to device servers, headers included
+link_bytes_in = 0  # bytes received from them
 
 
 def reset() -> None:
-    global kernels, compiles, copy_bytes, realizes
-    kernels = compiles = copy_bytes = realizes = 0
+    global kernels, compiles, copy_bytes, realizes, round_trips, link_bytes_out, link_bytes_in
+    kernels = compiles = copy_bytes = realizes = round_trips = link_bytes_out = link_bytes_in = 0
 
 
 def snapshot() -> dict[str, int]:
-    return {"kernels": kernels, "compiles": compiles, "copy_bytes": copy_bytes, "realizes": realizes}
+    return {"kernels": kernels, "compiles": compiles, "copy_bytes": copy_bytes, "realizes": realizes,
+            "round_trips": round_trips, "link_bytes_out": link_bytes_out, "link_bytes_in": link_bytes_in}  # fmt: skip

@@ -36,7 +36,8 @@ import torch
 import boltgrad
 from boltgrad import Tensor
 
-DEVICES = ("CPU", "PYTHON")
+# BOLT_TEST_REMOTE=REMOTE:host:port adds a device server's device to every test that runs on each device
+DEVICES = ("CPU", "PYTHON") + ((os.environ["BOLT_TEST_REMOTE"],) if os.environ.get("BOLT_TEST_REMOTE") else ())
 on_devices = pytest.mark.parametrize("device", DEVICES)  # decorate a test that takes `device`
 
 # default tolerance by output dtype: (atol, rtol); integers and bools always compare exactly

@@ -1,6 +1,8 @@
 """The ``boltgrad`` command.
 
-boltgrad doctor      which devices work on this machine, which don't and why, and the fix
+boltgrad doctor          which devices work on this machine, which don't and why, and the fix
+boltgrad train           train a model on Fashion-MNIST (see ``cli/train.py``)
+boltgrad device-server   serve this machine's devices to REMOTE clients (see ``remote/server.py``)
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import train  # the library it needs loads only when a command asks for it
 
     train.add_parser(sub)
+    from ..remote import server
+
+    server.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

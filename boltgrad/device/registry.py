@@ -15,6 +15,7 @@ from .base import Device
 
 _MODULES = {"CPU": ("cpu", "CPUDevice"), "PYTHON": ("python", "PythonDevice"), "NULL": ("null", "NullDevice")}
 _MODULES["DISK"] = ("disk", "DiskDevice")  # files mapped read-only; runs no kernels
+_MODULES["REMOTE"] = ("remote", "RemoteDevice")  # a device behind `boltgrad device-server`
 _opened: dict[str, Device] = {}
 
 
@@ -40,6 +41,12 @@ def get_device(name: str) -> Device:
             dev = getattr(module, class_name)(name)
             _opened[name] = dev
     return dev
+
+
+def reconnect(name: str) -> None:
+    """Forget an opened device, so the next use opens it anew (a REMOTE device after its server restarted).
+    Tensors on the old connection stay unusable: their buffers were on the server that went away."""
+    _opened.pop(canonicalize(name), None)
 
 
 @dataclass
@@ -90,6 +97,9 @@ class _DefaultDevice:
 
     def __getitem__(self, name: str) -> Device:
         return get_device(name)
+
+    def reconnect(self, name: str) -> None:
+        reconnect(name)
 
 
 Device_ = _DefaultDevice()

@@ -23,6 +23,7 @@ BASE_MODULES = {"config", "stats", "errors", "helpers"}
 SUBPACKAGE_LAYERS = {
     "ir": "graph",
     "device": "devices",
+    "remote": "devices",  # the device server and its wire protocol: device-level, no tensors
     "codegen": "codegen",
     "render": "codegen",  # renderers sit beside the codegen that feeds them
     "schedule": "schedule",

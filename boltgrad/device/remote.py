@@ -1,0 +1,310 @@
+"""The REMOTE device: a device of another process or machine, driven through ``boltgrad device-server``.
+
+    Tensor([1.0, 2.0], device="REMOTE:127.0.0.1:7077")          # the server's default device
+    Tensor([1.0, 2.0], device="REMOTE:gpu-box:7077/CUDA")         # a named device of the server
+    BOLT_DEVICE=REMOTE:unix:/tmp/bolt.sock python train.py
+
+The link is the cost to keep down, so nothing waits for the server unless it has to. Allocations, uploads,
+program lookups and launches are queued with ids the client picks; the queue goes over in one message when
+the client needs an answer (a read of device memory, a ``synchronize``) or when it holds more than
+``FLUSH_BYTES``. A realize whose result is then read is therefore one round trip, and a jitted step is one
+message carrying the step's inputs, its variable values and a "run graph" command: the recording itself was
+stored on the server when it was made. Compiling is a request of its own, answered once per kernel source.
+
+A server that dies or a link that drops or stalls raises ``boltgrad.DeviceLost`` naming the device and the
+request within ``BOLT_REMOTE_TIMEOUT`` seconds (a busy server sends heartbeats, so a long compile is not taken
+for a dead link); the device stays lost, and the rest of the process keeps working.
+
+``boltgrad.stats`` counts round trips and bytes each way; ``DEBUG=2`` prints a line per round trip;
+``BOLT_REMOTE_LINK`` adds latency and caps bandwidth to model a Thunderbolt link or a LAN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import socket
+import struct
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .. import config, stats
+from ..errors import CompileError, DeviceLost, DeviceUnavailable
+from ..remote import protocol as P
+from .base import Allocator, Compiler, Device, Launch, LaunchGraph
+
+DEFAULT_ADDRESS = "127.0.0.1:7077"
+FLUSH_BYTES = 32 << 20  # queued upload bytes that trigger sending the queue without waiting for a read
+_ids = itertools.count(1)  # ids of buffers, libraries, programs and graphs: unique in the process
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str  # "host:port" or "unix:/path"
+    device: str  # the server's device, "" for its default
+
+    @staticmethod
+    def parse(name: str) -> Target:
+        rest = name.partition(":")[2]
+        rest, _, device = rest.partition("/") if not rest.startswith("unix:") else (rest, "", "")
+        return Target(rest or DEFAULT_ADDRESS, device.upper())
+
+
+class _Link:
+    """The socket to one server, the queue of commands not yet sent, and the ids this client handed out."""
+
+    def __init__(self, device_name: str, target: Target):
+        self.name = device_name
+        self.target = target
+        self.timeout = config.remote_timeout()
+        model = config.remote_link()
+        self.latency_s = model.get("latency_us", 0.0) / 1e6
+        self.bytes_per_s = model.get("gbit", 0.0) * 1e9 / 8
+        self.lost: str | None = None
+        self.queue: list[bytes] = []
+        self.queued_bytes = 0
+        self.sock = self._connect()
+        reply = self._request(P.HELLO, P.pack_str(config.remote_token()) + P.pack_str(target.device), "hello",
+                              expect=P.WELCOME)  # fmt: skip
+        r = P.Reader(reply)
+        self.server_device, self.renderer, self.instance = r.string(), r.string(), r.string()
+
+    def _connect(self) -> socket.socket:
+        addr = self.target.address
+        try:
+            if addr.startswith("unix:"):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                sock.connect(addr[len("unix:") :])
+            else:
+                host, _, port = addr.rpartition(":")
+                sock = socket.create_connection((host.strip("[]"), int(port)), timeout=self.timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, ValueError) as e:
+            raise DeviceUnavailable(
+                f"{self.name}: no device server at {addr} ({e}); fix: start one there with "
+                f"`boltgrad device-server --listen {addr}`"
+            ) from None
+        return sock
+
+    # -- the queue
+
+    def push(self, command: bytes) -> None:
+        if self.lost:
+            raise DeviceLost(self.lost)
+        self.queue.append(command)
+        self.queued_bytes += len(command)
+        if self.queued_bytes >= FLUSH_BYTES:
+            self.flush("upload")
+
+    def flush(self, why: str) -> bytes:
+        """Send the queued commands as one batch and wait for its result (the bytes of its reads)."""
+        if self.lost:
+            raise DeviceLost(self.lost)
+        if not self.queue:
+            return b""
+        payload = b"".join(self.queue)
+        n = len(self.queue)
+        self.queue, self.queued_bytes = [], 0
+        return self._request(P.BATCH, payload, f"{why} ({n} commands)", expect=P.RESULT)
+
+    # -- one request, its answer
+
+    def _request(self, kind: int, payload: bytes, what: str, expect: int) -> bytes:
+        if self.lost:
+            raise DeviceLost(self.lost)
+        t0 = time.perf_counter()
+        try:
+            self._model_link(len(payload))
+            sent = P.send_frame(self.sock, kind, payload)
+            while True:
+                reply_kind, reply = P.recv_frame(self.sock)
+                if reply_kind != P.HEARTBEAT:
+                    break
+            self._model_link(len(reply))
+        except (OSError, ConnectionError, P.ProtocolError) as e:
+            why = "no answer within the timeout" if isinstance(e, TimeoutError | socket.timeout) else str(e)
+            self._lose(
+                f"{self.name}: the device server stopped answering during {what}: {why}; once it runs "
+                f"again, call boltgrad.Device.reconnect({self.name!r}) and reload from a checkpoint"
+            )
+            raise DeviceLost(self.lost) from None
+        stats.round_trips += 1
+        stats.link_bytes_out += sent
+        stats.link_bytes_in += P.HEADER.size + len(reply)
+        if config.debug_level() >= 2:
+            ms = (time.perf_counter() - t0) * 1e3
+            print(f"  {self.name}: round trip for {what}: {sent} B out, {len(reply)} B in, {ms:.2f} ms",
+                  file=sys.stderr)  # fmt: skip
+        if reply_kind == P.ERROR:
+            message = P.Reader(reply).string(limit=P.MAX_FRAME)
+            if kind == P.HELLO:
+                self._lose(f"{self.name}: the server refused the connection: {message}")
+                raise DeviceUnavailable(f"{self.lost}")
+            if kind == P.COMPILE:
+                raise CompileError(f"{self.name}: {message}")
+            raise RuntimeError(f"{self.name}: the server rejected {what}: {message}")
+        if reply_kind != expect:
+            self._lose(f"{self.name}: expected {P.KIND_NAMES[expect]}, got {P.KIND_NAMES[reply_kind]}")
+            raise DeviceLost(self.lost)
+        return bytes(reply)
+
+    def _model_link(self, nbytes: int) -> None:
+        delay = self.latency_s + (nbytes / self.bytes_per_s if self.bytes_per_s else 0.0)
+        if delay > 0:
+            time.sleep(delay)
+
+    def _lose(self, reason: str) -> None:
+        self.lost = reason
+        self.queue.clear()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def compile(self, source: str) -> int:
+        library_id = next(_ids)
+        self._request(P.COMPILE, struct.pack("<I", library_id) + P.pack_str(source), "compile", expect=P.COMPILED)
+        return library_id
+
+
+class RemoteAllocator(Allocator):
+    """A handle is the buffer's id on the server; memory is allocated there when the queue goes over."""
+
+    def __init__(self, link: _Link):
+        self.link = link
+        self.live: set[int] = set()  # ids of this link: a handle from a lost link is never sent to a new one
+
+    def alloc(self, nbytes: int) -> int:
+        buffer_id = next(_ids)
+        self.link.push(P.pack_command(P.ALLOC, buffer_id, nbytes))
+        self.live.add(buffer_id)
+        return buffer_id
+
+    def free(self, handle: int, nbytes: int) -> None:
+        if handle in self.live and not self.link.lost:
+            self.live.discard(handle)
+            self.link.push(P.pack_command(P.FREE, handle))
+
+    def _check(self, handle: int) -> None:
+        if handle not in self.live:
+            raise DeviceLost(f"{self.link.name}: buffer {handle} was on a connection that was lost")
+
+    def copyin(self, handle: int, src: memoryview) -> None:
+        self._check(handle)
+        src = src.cast("B") if src.format != "B" or src.ndim != 1 else src
+        chunk = P.MAX_FRAME // 2
+        for offset in range(0, max(len(src), 1), chunk):
+            piece = src[offset : offset + chunk]
+            self.link.push(P.pack_command(P.WRITE, handle, offset, len(piece), tail=piece))
+
+    def copyout(self, dest: memoryview, handle: int) -> None:
+        self._check(handle)
+        dest = dest.cast("B") if dest.format != "B" or dest.ndim != 1 else dest
+        self.link.push(P.pack_command(P.READ, handle, len(dest)))
+        data = self.link.flush("read")
+        if len(data) != len(dest):
+            raise DeviceLost(f"{self.link.name}: a read of {len(dest)} bytes returned {len(data)}")
+        dest[:] = data
+
+
+class RemoteCompiler(Compiler):
+    """Source -> a library id; the server compiles (and caches by content on its disk). A source compiled once
+    on this link is not sent again."""
+
+    def __init__(self, link: _Link):
+        self.link = link
+        self.libraries: dict[str, int] = {}
+
+    def compile(self, source: str) -> int:
+        key = hashlib.sha256(source.encode()).hexdigest()
+        if key not in self.libraries:
+            self.libraries[key] = self.link.compile(source)
+        return self.libraries[key]
+
+
+@dataclass(frozen=True)
+class RemoteProgram:
+    id: int
+    name: str
+
+
+class RemoteGraph(LaunchGraph):
+    """A recording stored on the server: created once, replayed by one command; patches are queued, and only
+    when they change something."""
+
+    def __init__(self, device: RemoteDevice, launches: Sequence[Launch]):
+        super().__init__(device, launches)
+        self.link = device.link
+        self.id = next(_ids)
+        specs = b"".join(P.pack_launch(_spec(launch)) for launch in launches)
+        self.link.push(P.pack_command(P.GRAPH, self.id, len(launches), tail=specs))
+        self.buffers = [list(launch.buffers) for launch in launches]
+        self.values = [list(launch.var_values) for launch in launches]
+
+    def set_buffer(self, launch_index: int, slot: int, handle: int) -> None:
+        if self.buffers[launch_index][slot] != handle:
+            self.buffers[launch_index][slot] = handle
+            self.link.push(P.pack_command(P.GRAPH_BUFFER, self.id, launch_index, slot, handle))
+
+    def set_var(self, launch_index: int, slot: int, value: int) -> None:
+        if self.values[launch_index][slot] != value:
+            self.values[launch_index][slot] = value
+            self.link.push(P.pack_command(P.GRAPH_VAR, self.id, launch_index, slot, value))
+
+    def run(self) -> None:
+        self.link.push(P.pack_command(P.GRAPH_RUN, self.id))
+
+    def __del__(self) -> None:
+        try:
+            if not self.link.lost:
+                self.link.push(P.pack_command(P.GRAPH_FREE, self.id))
+        except Exception:
+            pass
+
+
+def _spec(launch: Launch) -> P.LaunchSpec:
+    return P.LaunchSpec(launch.program.id, launch.size, launch.cost, tuple(launch.buffers), tuple(launch.var_values))
+
+
+class RemoteDevice(Device):
+    def __init__(self, name: str = "REMOTE"):
+        super().__init__(name)
+        self.target = Target.parse(name)
+        self.link = _Link(name, self.target)
+        self.renderer = self.link.renderer
+        self._allocator = RemoteAllocator(self.link)
+        self._compiler = RemoteCompiler(self.link)
+        self._programs: dict[tuple[int, str], RemoteProgram] = {}
+
+    @property
+    def allocator(self) -> RemoteAllocator:
+        return self._allocator
+
+    @property
+    def compiler(self) -> RemoteCompiler:
+        return self._compiler
+
+    def program(self, library: int, name: str) -> RemoteProgram:
+        key = (library, name)
+        if key not in self._programs:
+            program = RemoteProgram(next(_ids), name)
+            self.link.push(P.pack_command(P.PROGRAM, program.id, library, tail=P.pack_str(name)))
+            self._programs[key] = program
+        return self._programs[key]
+
+    def run(self, launches: list[Launch]) -> None:
+        for launch in launches:
+            self.link.push(bytes([P.LAUNCH]) + P.pack_launch(_spec(launch)))
+
+    def graph(self, launches: Sequence[Launch]) -> RemoteGraph:
+        return RemoteGraph(self, launches)
+
+    def synchronize(self) -> None:
+        self.link.push(P.pack_command(P.SYNC))
+        self.link.flush("synchronize")
+
+    def self_check(self) -> str:
+        return f"{self.link.server_device} at {self.target.address}"
