@@ -29,10 +29,11 @@ THREADS_VAR = EnvVar("BOLT_THREADS", "0", "worker threads of the CPU runtime; 0 
 XDG_CACHE_VAR = EnvVar("XDG_CACHE_HOME", "", "the user's cache root, used when BOLT_CACHE_DIR is not set")
 REMOTE_TOKEN_VAR = EnvVar("BOLT_REMOTE_TOKEN", "", "the token a device server requires and REMOTE clients present")
 REMOTE_TIMEOUT_VAR = EnvVar("BOLT_REMOTE_TIMEOUT", "3", "seconds without a word from a device server before DeviceLost")
+REMOTE_TLS_VAR = EnvVar("BOLT_REMOTE_TLS", "", "REMOTE over TLS: 1 trusts the system's CAs, a path that PEM file")
 REMOTE_LINK_VAR = EnvVar("BOLT_REMOTE_LINK", "", "model a slower link on the client, e.g. 'latency_us=100,gbit=24'")
 
 ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR, REMOTE_TOKEN_VAR,
-            REMOTE_TIMEOUT_VAR, REMOTE_LINK_VAR)  # fmt: skip
+            REMOTE_TIMEOUT_VAR, REMOTE_TLS_VAR, REMOTE_LINK_VAR)  # fmt: skip
 
 
 def debug_level() -> int:
@@ -91,3 +92,7 @@ def remote_link() -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+def remote_tls() -> str:
+    return REMOTE_TLS_VAR.get()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -38,6 +39,22 @@ from .base import Allocator, Compiler, Device, Launch, LaunchGraph
 DEFAULT_ADDRESS = "127.0.0.1:7077"
 FLUSH_BYTES = 32 << 20  # queued upload bytes that trigger sending the queue without waiting for a read
 _ids = itertools.count(1)  # ids of buffers, libraries, programs and graphs: unique in the process
+_uploaded: dict[str, set[bytes]] = {}  # server instance -> content hashes this process uploaded to it
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """A large write, held as bytes until its batch goes: sent as a hash when the server holds the content."""
+
+    buffer_id: int
+    offset: int
+    data: bytes
+    digest: bytes
+
+    def encode(self, as_hash: bool) -> bytes:
+        if as_hash:
+            return P.pack_command(P.WRITE_CACHED, self.buffer_id, self.offset, len(self.data), self.digest)
+        return P.pack_command(P.WRITE, self.buffer_id, self.offset, len(self.data), tail=self.data)
 
 
 @dataclass(frozen=True)
@@ -63,11 +80,11 @@ class _Link:
         self.latency_s = model.get("latency_us", 0.0) / 1e6
         self.bytes_per_s = model.get("gbit", 0.0) * 1e9 / 8
         self.lost: str | None = None
-        self.queue: list[bytes] = []
+        self.queue: list[bytes | _Upload] = []
         self.queued_bytes = 0
         self.sock = self._connect()
-        reply = self._request(P.HELLO, P.pack_str(config.remote_token()) + P.pack_str(target.device), "hello",
-                              expect=P.WELCOME)  # fmt: skip
+        _, reply = self._request(P.HELLO, P.pack_str(config.remote_token()) + P.pack_str(target.device), "hello",
+                                 expect=(P.WELCOME,))  # fmt: skip
         r = P.Reader(reply)
         self.server_device, self.renderer, self.instance = r.string(), r.string(), r.string()
 
@@ -82,6 +99,12 @@ class _Link:
                 host, _, port = addr.rpartition(":")
                 sock = socket.create_connection((host.strip("[]"), int(port)), timeout=self.timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                tls = config.remote_tls()
+                if tls:
+                    context = ssl.create_default_context(cafile=None if tls == "1" else tls)
+                    sock = context.wrap_socket(sock, server_hostname=host.strip("[]"))
+        except ssl.SSLError as e:
+            raise DeviceUnavailable(f"{self.name}: TLS with {addr} failed ({e}); fix: check BOLT_REMOTE_TLS") from None
         except (OSError, ValueError) as e:
             raise DeviceUnavailable(
                 f"{self.name}: no device server at {addr} ({e}); fix: start one there with "
@@ -91,11 +114,11 @@ class _Link:
 
     # -- the queue
 
-    def push(self, command: bytes) -> None:
+    def push(self, command: bytes | _Upload) -> None:
         if self.lost:
             raise DeviceLost(self.lost)
         self.queue.append(command)
-        self.queued_bytes += len(command)
+        self.queued_bytes += len(command.data) if isinstance(command, _Upload) else len(command)
         if self.queued_bytes >= FLUSH_BYTES:
             self.flush("upload")
 
@@ -105,14 +128,25 @@ class _Link:
             raise DeviceLost(self.lost)
         if not self.queue:
             return b""
-        payload = b"".join(self.queue)
-        n = len(self.queue)
-        self.queue, self.queued_bytes = [], 0
-        return self._request(P.BATCH, payload, f"{why} ({n} commands)", expect=P.RESULT)
+        queue, self.queue, self.queued_bytes = self.queue, [], 0
+        known = _uploaded.setdefault(self.instance, set())
+        what = f"{why} ({len(queue)} commands)"
+        while True:
+            payload = b"".join(c if isinstance(c, bytes) else c.encode(c.digest in known) for c in queue)
+            kind, reply = self._request(P.BATCH, payload, what, expect=(P.RESULT, P.NEED))
+            if kind == P.RESULT:
+                break
+            missing = {reply[i : i + P.HASH_SIZE] for i in range(0, len(reply), P.HASH_SIZE)}
+            if not missing & known:
+                self._lose(f"{self.name}: the server asked for content it was not offered")
+                raise DeviceLost(self.lost)
+            known -= missing  # evicted on the server: send the bytes this time
+        known.update(c.digest for c in queue if isinstance(c, _Upload))
+        return reply
 
     # -- one request, its answer
 
-    def _request(self, kind: int, payload: bytes, what: str, expect: int) -> bytes:
+    def _request(self, kind: int, payload: bytes, what: str, expect: tuple[int, ...]) -> tuple[int, bytes]:
         if self.lost:
             raise DeviceLost(self.lost)
         t0 = time.perf_counter()
@@ -126,6 +160,12 @@ class _Link:
             self._model_link(len(reply))
         except (OSError, ConnectionError, P.ProtocolError) as e:
             why = "no answer within the timeout" if isinstance(e, TimeoutError | socket.timeout) else str(e)
+            if kind == P.HELLO:
+                self._lose(f"{self.name}: no greeting from {self.target.address} ({why})")
+                raise DeviceUnavailable(
+                    f"{self.lost}; fix: check that a boltgrad device-server of this version listens there, and "
+                    "set BOLT_REMOTE_TLS when it serves TLS"
+                ) from None
             self._lose(
                 f"{self.name}: the device server stopped answering during {what}: {why}; once it runs "
                 f"again, call boltgrad.Device.reconnect({self.name!r}) and reload from a checkpoint"
@@ -146,10 +186,10 @@ class _Link:
             if kind == P.COMPILE:
                 raise CompileError(f"{self.name}: {message}")
             raise RuntimeError(f"{self.name}: the server rejected {what}: {message}")
-        if reply_kind != expect:
-            self._lose(f"{self.name}: expected {P.KIND_NAMES[expect]}, got {P.KIND_NAMES[reply_kind]}")
+        if reply_kind not in expect:
+            self._lose(f"{self.name}: expected {P.KIND_NAMES[expect[0]]}, got {P.KIND_NAMES[reply_kind]}")
             raise DeviceLost(self.lost)
-        return bytes(reply)
+        return reply_kind, bytes(reply)
 
     def _model_link(self, nbytes: int) -> None:
         delay = self.latency_s + (nbytes / self.bytes_per_s if self.bytes_per_s else 0.0)
@@ -166,7 +206,7 @@ class _Link:
 
     def compile(self, source: str) -> int:
         library_id = next(_ids)
-        self._request(P.COMPILE, struct.pack("<I", library_id) + P.pack_str(source), "compile", expect=P.COMPILED)
+        self._request(P.COMPILE, struct.pack("<I", library_id) + P.pack_str(source), "compile", expect=(P.COMPILED,))
         return library_id
 
 
@@ -198,7 +238,11 @@ class RemoteAllocator(Allocator):
         chunk = P.MAX_FRAME // 2
         for offset in range(0, max(len(src), 1), chunk):
             piece = src[offset : offset + chunk]
-            self.link.push(P.pack_command(P.WRITE, handle, offset, len(piece), tail=piece))
+            if len(piece) >= P.CACHED_UPLOAD_MIN:
+                data = bytes(piece)
+                self.link.push(_Upload(handle, offset, data, hashlib.sha256(data).digest()))
+            else:
+                self.link.push(P.pack_command(P.WRITE, handle, offset, len(piece), tail=piece))
 
     def copyout(self, dest: memoryview, handle: int) -> None:
         self._check(handle)

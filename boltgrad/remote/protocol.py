@@ -5,8 +5,16 @@ Every message is a frame: a fixed header, then ``length`` bytes of payload.
     header  = magic "BG" | version u8 | kind u8 | length u32      (little endian, 8 bytes)
 
 The client speaks first with HELLO and the server answers WELCOME or ERROR. After that the client sends one
-request at a time (BATCH or COMPILE) and reads frames until the answer (RESULT, COMPILED or ERROR); while the
-server works on a long request it sends HEARTBEAT frames, so the client tells a slow compile from a dead link.
+request at a time (BATCH or COMPILE) and reads frames until the answer (RESULT, COMPILED, NEED or ERROR);
+while the server works on a long request it sends HEARTBEAT frames, so the client tells a slow compile from a
+dead link.
+
+Large uploads (weights) are kept on the server, up to a cap, by the sha256 of their content, which the server
+computes itself (a client cannot plant content under another's hash). A client that uploaded some content to
+this server instance before (the WELCOME names the instance) sends WRITE_CACHED, the hash instead of the
+bytes: a client that reconnects does not send its weights again. Before running a batch the server checks
+every WRITE_CACHED; if it lacks any content it runs nothing and answers NEED with the missing hashes, and the
+client sends the batch again with those bytes.
 
 A BATCH is a list of commands, each an opcode byte and fixed fields (``COMMANDS``), some followed by bytes
 whose length a field gives. Buffers, libraries, programs and graphs are named by ids the client picks, so a
@@ -33,9 +41,11 @@ MAX_LAUNCHES_PER_GRAPH = 1 << 16
 MAX_NAME = 256
 
 # frame kinds
-HELLO, WELCOME, BATCH, RESULT, COMPILE, COMPILED, HEARTBEAT, ERROR = range(1, 9)
+HELLO, WELCOME, BATCH, RESULT, COMPILE, COMPILED, HEARTBEAT, ERROR, NEED = range(1, 10)
 KIND_NAMES = {HELLO: "HELLO", WELCOME: "WELCOME", BATCH: "BATCH", RESULT: "RESULT", COMPILE: "COMPILE",
-              COMPILED: "COMPILED", HEARTBEAT: "HEARTBEAT", ERROR: "ERROR"}  # fmt: skip
+              COMPILED: "COMPILED", HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", NEED: "NEED"}  # fmt: skip
+CACHED_UPLOAD_MIN = 1 << 20  # uploads at least this large are kept by content hash on the server
+HASH_SIZE = 32  # sha256
 
 
 class ProtocolError(ValueError):
@@ -124,7 +134,8 @@ _U32 = struct.Struct("<I")
 
 # ---------------------------------------------------------------- batch commands
 
-ALLOC, FREE, WRITE, READ, PROGRAM, LAUNCH, GRAPH, GRAPH_BUFFER, GRAPH_VAR, GRAPH_RUN, GRAPH_FREE, SYNC = range(1, 13)
+(ALLOC, FREE, WRITE, READ, PROGRAM, LAUNCH, GRAPH, GRAPH_BUFFER, GRAPH_VAR, GRAPH_RUN, GRAPH_FREE, SYNC,
+ WRITE_CACHED) = range(1, 14)  # fmt: skip
 
 # opcode -> (name, fields after the opcode)
 COMMANDS: dict[int, tuple[str, struct.Struct]] = {
@@ -140,6 +151,7 @@ COMMANDS: dict[int, tuple[str, struct.Struct]] = {
     GRAPH_RUN: ("graph_run", struct.Struct("<I")),  # graph id
     GRAPH_FREE: ("graph_free", struct.Struct("<I")),  # graph id
     SYNC: ("sync", struct.Struct("<")),
+    WRITE_CACHED: ("write_cached", struct.Struct("<IQI32s")),  # buffer id, offset, n, sha256 of the n bytes
 }
 _OPCODE = struct.Struct("<B")
 _LAUNCH_FIELDS = COMMANDS[LAUNCH][1]

@@ -4,6 +4,8 @@
     boltgrad device-server --listen 0.0.0.0:7077 --token S  # any other address needs a token
     boltgrad device-server --listen unix:/tmp/bolt.sock
 
+    boltgrad device-server --listen 0.0.0.0:7077 --token S --tls-cert cert.pem --tls-key key.pem
+
 A device server runs the code it is sent: a client compiles and launches kernels, and a kernel can do anything
 the server process can. Only let clients you trust reach it: it listens on loopback unless told otherwise, and
 any other address requires a token (compared in constant time).
@@ -18,16 +20,19 @@ batch with an error that names it, and the server goes on serving. A session may
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import os
 import queue
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from .. import config
@@ -78,10 +83,42 @@ class _Log:
 # ---------------------------------------------------------------- a client's session
 
 
+class ContentStore:
+    """Large uploads by the sha256 of their content, least recently used dropped first past ``cap`` bytes;
+    shared by every session of the server."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.items: OrderedDict[bytes, bytes] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def put(self, data: bytes) -> None:
+        if len(data) > self.cap:
+            return
+        key = hashlib.sha256(data).digest()
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return
+            self.items[key] = data
+            self.size += len(data)
+            while self.size > self.cap:
+                _, old = self.items.popitem(last=False)
+                self.size -= len(old)
+
+    def get(self, key: bytes) -> bytes | None:
+        with self.lock:
+            data = self.items.get(key)
+            if data is not None:
+                self.items.move_to_end(key)
+            return data
+
+
 class Session:
     """One client's view of a device: what it allocated, compiled and recorded, by the client's ids."""
 
-    def __init__(self, device_name: str, memory_cap: int, device_lock: threading.Lock):
+    def __init__(self, device_name: str, memory_cap: int, device_lock: threading.Lock, store: ContentStore):
         self.device = get_device(device_name)
         if self.device.renderer not in ("c",):
             raise ValueError(f"device {device_name} cannot be served: it does not compile source text")
@@ -92,6 +129,11 @@ class Session:
         self.programs: dict[int, Any] = {}
         self.graphs: dict[int, tuple[LaunchGraph, list[P.LaunchSpec]]] = {}
         self.used = 0
+        self.store = store
+
+    def missing_content(self, commands: list[tuple[int, tuple[Any, ...], Any]]) -> list[bytes]:
+        """The hashes of WRITE_CACHED commands whose content this server does not hold."""
+        return [f[3] for op, f, _ in commands if op == P.WRITE_CACHED and self.store.get(f[3]) is None]
 
     # -- requests
 
@@ -150,8 +192,14 @@ class Session:
             del self.buffers[fields[0]]
             dev.allocator.free(handle, max(nbytes, 1))
             self.used -= nbytes
-        elif opcode == P.WRITE:
-            buffer_id, offset, n = fields
+        elif opcode in (P.WRITE, P.WRITE_CACHED):
+            buffer_id, offset, n = fields[:3]
+            if opcode == P.WRITE_CACHED:
+                extra = self.store.get(fields[3])
+                if extra is None or len(extra) != n:
+                    raise ValueError("the server no longer holds the content of a cached upload")
+            elif n >= P.CACHED_UPLOAD_MIN:
+                self.store.put(bytes(extra))
             handle, nbytes = self._buffer(buffer_id)
             if offset + n > nbytes:
                 raise ValueError(f"writing bytes {offset}..{offset + n} of a buffer of {nbytes}")
@@ -230,12 +278,14 @@ class _Connection:
         last = time.monotonic()
         while not self.closed:
             time.sleep(HEARTBEAT_S / 2)
-            if self.busy and time.monotonic() - last >= HEARTBEAT_S:
+            with self.send_lock:  # sends only while the connection's thread works, never while it reads (TLS)
+                if not (self.busy and time.monotonic() - last >= HEARTBEAT_S):
+                    continue
                 try:
-                    self.send(P.HEARTBEAT)
+                    P.send_frame(self.sock, P.HEARTBEAT)
                 except OSError:
                     return
-                last = time.monotonic()
+            last = time.monotonic()
 
     def serve(self) -> None:
         log = self.server.log
@@ -285,7 +335,7 @@ class _Connection:
             name = canonicalize(device or self.server.default_device)
             if name.startswith("REMOTE"):
                 raise ValueError("a device server does not serve REMOTE devices")
-            session = Session(name, self.server.memory_cap, self.server.device_lock(name))
+            session = Session(name, self.server.memory_cap, self.server.device_lock(name), self.server.store)
         except Exception as e:
             self._refuse(f"device {device!r} is not available here: {e}")
             return None
@@ -311,10 +361,12 @@ class _Connection:
             self.busy = True
             try:
                 reply_kind, reply = self._answer(session, kind, payload)
-            finally:
-                self.busy = False
+            except Exception as e:  # a bug of ours must not end the session silently
+                reply_kind, reply = P.ERROR, P.pack_str(f"internal error: {type(e).__name__}: {e}")
             try:
-                self.send(reply_kind, reply)
+                with self.send_lock:
+                    self.busy = False
+                    P.send_frame(self.sock, reply_kind, reply)
             except OSError:
                 return
 
@@ -333,6 +385,9 @@ class _Connection:
                 commands = P.decode_batch(payload)
             except P.ProtocolError as e:
                 return P.ERROR, P.pack_str(f"malformed batch: {e}")
+            missing = session.missing_content(commands)
+            if missing:
+                return P.NEED, b"".join(missing)
             try:
                 data = session.run_batch(commands)
             except CommandError as e:
@@ -349,13 +404,19 @@ _U32 = struct.Struct("<I")
 
 class DeviceServer:
     def __init__(self, listen: str = DEFAULT_ADDRESS, token: str = "", device: str = "CPU",
-                 memory_cap: int = 8 << 30, verbose: bool = False):  # fmt: skip
+                 memory_cap: int = 8 << 30, verbose: bool = False, upload_cache: int = 2 << 30,
+                 tls: tuple[str, str] | None = None):  # fmt: skip
         self.listen = listen
         self.token = token
         self.default_device = device
         self.memory_cap = memory_cap
         self.log = _Log(verbose)
         self.instance = uuid.uuid4().hex  # tells a restarted server from the one a client knew
+        self.store = ContentStore(upload_cache)
+        self.tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls.load_cert_chain(*tls)
         self._device_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         if not listen.startswith("unix:") and not _is_loopback(listen) and not token:
@@ -375,7 +436,15 @@ class DeviceServer:
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 peer = str(self.client_address or "unix")
-                _Connection(self.request, outer, peer).serve()
+                sock = self.request
+                if outer.tls is not None:
+                    try:
+                        sock.settimeout(HANDSHAKE_TIMEOUT_S)
+                        sock = outer.tls.wrap_socket(sock, server_side=True)
+                    except (ssl.SSLError, OSError) as e:
+                        outer.log(f"{peer}: TLS handshake failed: {e}")
+                        return
+                _Connection(sock, outer, peer).serve()
 
         if self.listen.startswith("unix:"):
             path = self.listen[len("unix:") :]
@@ -435,6 +504,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--token", default=None, help="required of clients; needed for a non-loopback address")
     p.add_argument("--device", default="CPU", help="the device clients get when they name none (default CPU)")
     p.add_argument("--max-client-memory", type=float, default=8.0, help="GiB one client may allocate (default 8)")
+    p.add_argument("--upload-cache", type=float, default=2.0, help="GiB of uploads kept by content (default 2)")
+    p.add_argument("--tls-cert", default=None, help="serve TLS with this certificate (PEM); needs --tls-key")
+    p.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
     p.add_argument("--verbose", action="store_true", help="log every connection to stderr")
     p.set_defaults(func=_main)
 
@@ -442,8 +514,16 @@ def add_parser(sub: Any) -> None:
 def _main(args: argparse.Namespace) -> int:
     token = args.token if args.token is not None else config.remote_token()
     try:
-        server = DeviceServer(args.listen, token, args.device, int(args.max_client_memory * (1 << 30)), args.verbose)
-    except (ValueError, OSError) as e:
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        server = DeviceServer(
+            args.listen, token, args.device, int(args.max_client_memory * (1 << 30)), args.verbose,
+            int(args.upload_cache * (1 << 30)), (args.tls_cert, args.tls_key) if args.tls_cert else None,
+        )  # fmt: skip
+        if server.tls is None and not args.listen.startswith("unix:") and not _is_loopback(args.listen):
+            print("device-server: warning: without --tls-cert the token and all data cross the network in clear",
+                  file=sys.stderr)  # fmt: skip
+    except (ValueError, OSError, ssl.SSLError) as e:
         print(f"device-server: {e}", file=sys.stderr)
         return 2
     print(f"device-server: listening on {server.address}", file=sys.stderr, flush=True)

@@ -319,3 +319,62 @@ def test_the_op_suite_passes_on_remote(remote):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert re.search(r"\d+ passed", result.stdout)
+
+
+def test_weights_are_not_uploaded_again_after_a_reconnect(server, monkeypatch):
+    monkeypatch.setenv("BOLT_REMOTE_TOKEN", "s3cret")
+    name = f"REMOTE:{server.address}"
+    server.memory_cap = 64 << 20
+    weights = np.random.default_rng(1).standard_normal((512, 1024)).astype(np.float32)  # 2 MiB
+    reconnect(name)
+    stats.reset()
+    first = Tensor(weights, device=name)
+    assert first.sum().item() == pytest.approx(float(weights.sum()), rel=1e-4)
+    assert stats.link_bytes_out > weights.nbytes
+    reconnect(name)  # a new connection to the same server
+    stats.reset()
+    again = Tensor(weights, device=name)
+    assert np.array_equal(again.numpy(), weights)
+    assert stats.link_bytes_out < 4096  # the hash went over, not the 2 MiB
+    reconnect(name)
+
+
+def test_evicted_content_is_sent_again(monkeypatch):
+    srv = DeviceServer("127.0.0.1:0", token="t", memory_cap=64 << 20, upload_cache=3 << 20)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("BOLT_REMOTE_TOKEN", "t")
+    name = f"REMOTE:{srv.address}"
+    try:
+        rng = np.random.default_rng(2)
+        a, b = (rng.standard_normal((512, 1024)).astype(np.float32) for _ in range(2))
+        Tensor(a, device=name).sum().item()
+        Tensor(b, device=name).sum().item()  # the 3 MiB cache drops a
+        stats.reset()
+        assert np.array_equal(Tensor(a, device=name).numpy(), a)  # offered as a hash, asked for, sent
+        assert stats.round_trips == 2 and stats.link_bytes_out > a.nbytes
+    finally:
+        reconnect(name)
+        srv.shutdown()
+
+
+def test_tls(tmp_path, monkeypatch):
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"openssl could not make a certificate: {made.stderr[-200:]!r}")
+    srv = DeviceServer("127.0.0.1:0", tls=(cert, key))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    name = f"REMOTE:{srv.address}"
+    try:
+        with pytest.raises(DeviceUnavailable, match="BOLT_REMOTE_TLS"):
+            Tensor([1.0], device=name)  # plain text to a TLS server
+        reconnect(name)
+        monkeypatch.setenv("BOLT_REMOTE_TLS", cert)
+        assert (Tensor([1.0, 2.0], device=name) * 2).tolist() == [2.0, 4.0]
+    finally:
+        reconnect(name)
+        srv.shutdown()
