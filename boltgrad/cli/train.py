@@ -128,6 +128,19 @@ def evaluate(model: nn.Module, data: Split, device: str, batch_size: int = 1000)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except boltgrad.DeviceLost as e:
+        where = (
+            f"; the last checkpoint is {args.checkpoint}: add --resume once the device is back"
+            if args.checkpoint
+            else ""
+        )
+        print(f"train: {e}{where}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     import boltgrad.nn.functional as F
     from boltgrad import optim
 

@@ -378,3 +378,54 @@ def test_tls(tmp_path, monkeypatch):
     finally:
         reconnect(name)
         srv.shutdown()
+
+
+def test_training_survives_a_server_restart_through_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """Kill the server mid-epoch: the run stops with DeviceLost; a new server and --resume finish it with the
+    very weights of a run on the local CPU that was never interrupted (the same kernels run behind REMOTE)."""
+    from helpers import write_mnist
+
+    from boltgrad.cli import train as train_cli
+    from boltgrad.cli.main import main
+    from boltgrad.nn.state import safe_load
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 256), ("test", 64)):
+        write_mnist(tmp_path, split, n=n, images=rng.integers(0, 255, (n, 28, 28)).astype(np.uint8),
+                    labels=rng.integers(0, 10, n))  # fmt: skip
+
+    def args(checkpoint, device, *extra):
+        return ["train", "fashion-mnist", "--data", str(tmp_path), "--checkpoint", str(checkpoint), "--device",
+                device, "--batch-size", "32", "--epochs", "2", "--checkpoint-every", "3", *extra]  # fmt: skip
+
+    assert main(args(tmp_path / "local.safetensors", "CPU")) == 0
+    proc, name = start_server()
+    real_make_batch = train_cli.make_batch
+    count = {"n": 0}
+
+    def make_batch_then_kill(*a, **kw):
+        count["n"] += 1
+        if count["n"] == 12:  # epoch 2, step 4
+            proc.kill()
+            proc.wait()
+        return real_make_batch(*a, **kw)
+
+    monkeypatch.setattr(train_cli, "make_batch", make_batch_then_kill)
+    ckpt = tmp_path / "remote.safetensors"
+    t0 = time.monotonic()
+    assert main(args(ckpt, name)) == 1
+    assert time.monotonic() - t0 < 60
+    err = capsys.readouterr().err
+    assert "stopped answering" in err and "--resume" in err
+    monkeypatch.setattr(train_cli, "make_batch", real_make_batch)
+
+    proc2, name2 = start_server()
+    try:
+        assert main(args(ckpt, name2, "--resume")) == 0
+    finally:
+        proc2.kill()
+        reconnect(name2)
+        reconnect(name)
+    want, got = safe_load(str(tmp_path / "local.safetensors")), safe_load(str(ckpt))
+    for key in want:
+        assert np.array_equal(want[key].numpy(), got[key].numpy()), key
