@@ -7,8 +7,11 @@ library, takes programs out of the library by name and launches them over raw bu
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
+
+_instances = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Device:
 
     def __init__(self, name: str):
         self.name = name
+        self.instance = next(_instances)  # tells a device opened anew from the one before it
 
     @property
     def allocator(self) -> Allocator:

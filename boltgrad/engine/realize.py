@@ -36,7 +36,8 @@ class CompiledKernel:
     source: str
 
 
-_compiled: dict[tuple[str, Node], CompiledKernel] = {}
+# by (device, device instance, kernel AST): a device opened anew (a REMOTE after reconnect) compiles again
+_compiled: dict[tuple[str, int, Node], CompiledKernel] = {}
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
     out: dict[int, CompiledKernel] = {}
     missing: dict[str, dict[Node, list[KernelItem]]] = {}
     for item in kernels:
-        hit = _compiled.get((item.device, item.ast))
+        hit = _compiled.get((item.device, get_device(item.device).instance, item.ast))
         if hit is not None:
             out[id(item)] = hit
         else:
@@ -192,7 +193,7 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
             library = device.compiler.compile(unit)
         for (ast, lin), (name, _), src in zip(linears, named, sources):
             ck = CompiledKernel(name, device.program(library, name), lin, _flop_count(lin), src)
-            _compiled[(device_name, ast)] = ck
+            _compiled[(device_name, device.instance, ast)] = ck
             for item in by_ast[ast]:
                 out[id(item)] = ck
     return out
