@@ -429,3 +429,15 @@ def test_training_survives_a_server_restart_through_its_checkpoint(tmp_path, mon
     want, got = safe_load(str(tmp_path / "local.safetensors")), safe_load(str(ckpt))
     for key in want:
         assert np.array_equal(want[key].numpy(), got[key].numpy()), key
+
+
+def test_unix_socket(tmp_path):
+    path = str(tmp_path / "bolt.sock")
+    srv = DeviceServer(f"unix:{path}")
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    name = f"REMOTE:unix:{path}"
+    try:
+        assert (Tensor([1.0, 2.0], device=name) + 1).tolist() == [2.0, 3.0]
+    finally:
+        reconnect(name)
+        srv.shutdown()
