@@ -87,6 +87,83 @@ def small_kernel_numpy(x):
     return np.maximum(x * 3 + 1, 0).sum(1)
 
 
+# ---- training-shaped workloads: forward and backward, the gradients are the result
+
+
+def _grad_inputs(family: str, tensors: list[Any]) -> list[Any]:
+    """The input tensors as leaves that collect gradients, with last call's gradients dropped."""
+    for t in tensors:
+        t.grad = None
+        if family == "tinygrad":
+            t.requires_grad = True
+        else:
+            t.requires_grad_(True)
+    return tensors
+
+
+def _finish_grads(family: str, grads: list[Any]) -> Any:
+    """One tensor the peer's runner waits for; the lazy frameworks compute the others in the same realize."""
+    return grads[0] if family == "torch" else grads[0].realize(*grads[1:])
+
+
+def _with_grad(family: str):
+    if family == "torch":
+        import torch
+
+        return torch.enable_grad()
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def conv2d_train(family: str):
+    def fn(x, w):
+        with _with_grad(family):
+            x, w = _grad_inputs(family, [x, w])
+            out = _conv(family, x, w)
+            (out * out).sum().backward()
+            return _finish_grads(family, [w.grad, x.grad])
+
+    return fn
+
+
+def _conv(family: str, x, w):
+    if family == "torch":
+        import torch
+
+        return torch.nn.functional.conv2d(x, w, padding=1)
+    if family == "boltgrad":
+        import boltgrad.nn.functional as F
+
+        return F.conv2d(x, w, padding=1)
+    return x.conv2d(w, padding=1)
+
+
+def conv2d_forward(family: str):
+    return lambda x, w: _conv(family, x, w)
+
+
+def mlp_train(family: str):
+    """One step's gradients of a 784-256-10 MLP on a batch of 128 (cross-entropy against soft targets)."""
+
+    def fn(x, target, w1, b1, w2, b2):
+        with _with_grad(family):
+            w1, b1, w2, b2 = _grad_inputs(family, [w1, b1, w2, b2])
+            logits = (x @ w1.T + b1).relu() @ w2.T + b2
+            loss = -(logits.log_softmax(1) * target).sum(1).mean()
+            loss.backward()
+            return _finish_grads(family, [w1.grad, b1.grad, w2.grad, b2.grad])
+
+    return fn
+
+
+def matmul(a, b):
+    return a @ b
+
+
+TRAINING_FAMILIES = ("boltgrad", "torch", "tinygrad")
+
+
 # ---------------------------------------------------------------- the list
 
 
@@ -116,11 +193,50 @@ WORKLOADS: list[Workload] = [
         {"boltgrad": softmax_boltgrad, "tensor": lambda x: x.softmax(1), "numpy": softmax_numpy},
         bytes_moved=2 * F32 * 4096 * 4096,
     ),
+    *[
+        Workload(
+            f"matmul_{n}",
+            (Input((n, n), normal=True), Input((n, n), normal=True)),
+            {"tensor": matmul, "numpy": matmul},
+            flops=2 * n**3,
+            atol=1e-3 * n**0.5,  # float32 dot products of n terms, summed in different orders
+        )
+        for n in (256, 512, 1024, 2048)
+    ],
     Workload(
-        "matmul_1024",
-        (Input((1024, 1024), normal=True), Input((1024, 1024), normal=True)),
-        {"tensor": lambda a, b: a @ b, "numpy": lambda a, b: a @ b},
-        flops=2 * 1024**3,
+        "batched_matmul_16x256",
+        (Input((16, 256, 256), normal=True), Input((16, 256, 256), normal=True)),
+        {"tensor": matmul, "numpy": matmul},
+        flops=2 * 16 * 256**3,
+        atol=1e-2,
+    ),
+    Workload(
+        "conv2d_32x3x32x32_k3",
+        (Input((32, 3, 32, 32), normal=True), Input((32, 3, 3, 3), normal=True)),
+        {f: conv2d_forward(f) for f in TRAINING_FAMILIES},
+        flops=2 * 32 * 32 * 32 * 32 * 27,
+        atol=1e-3,
+    ),
+    Workload(
+        "conv2d_train_32x3x32x32_k3",
+        (Input((32, 3, 32, 32), normal=True), Input((32, 3, 3, 3), normal=True)),
+        {f: conv2d_train(f) for f in TRAINING_FAMILIES},
+        flops=3 * 2 * 32 * 32 * 32 * 32 * 27,  # forward, input gradient, weight gradient
+        atol=1.0,  # weight gradients are sums of 32K products of magnitude ~30
+    ),
+    Workload(
+        "mlp_train_128x784_256_10",
+        (
+            Input((128, 784), 0.0, 1.0),
+            Input((128, 10), 0.0, 0.2),
+            Input((256, 784), -0.05, 0.05),
+            Input((256,), -0.05, 0.05),
+            Input((10, 256), -0.1, 0.1),
+            Input((10,), -0.1, 0.1),
+        ),
+        {f: mlp_train(f) for f in TRAINING_FAMILIES},
+        flops=3 * 2 * 128 * (784 * 256 + 256 * 10),
+        atol=1e-4,
     ),
 ]
 

@@ -40,8 +40,9 @@ def reduce_identity(rop: Op, dtype: DType) -> bool | int | float:
 
 
 class _Lowerer:
-    def __init__(self, reduce_upcast: bool = True) -> None:
+    def __init__(self, reduce_upcast: bool = True, max_lanes: int = 16) -> None:
         self.reduce_upcast = reduce_upcast
+        self.max_lanes = max_lanes
         self.memo: dict[tuple, Node] = {}
         self.next_range = 0
         self.reduce_work = 1  # the largest trip count of one output's reduce loops, for the cost estimate
@@ -136,7 +137,7 @@ class _Lowerer:
             src_idx[axis] = r = self.new_range(src.shape[axis], "reduce")
             ranges.append(r)
         last, extent = big[-1], src.shape[big[-1]]
-        lanes = reduce_lanes(extent, n.dtype, len(src.toposort())) if self.reduce_upcast else 1
+        lanes = min(reduce_lanes(extent, n.dtype, len(src.toposort())), self.max_lanes) if self.reduce_upcast else 1
         r = self.new_range(-(-extent // lanes), "reduce")
         ranges.append(r)
         self.reduce_work = max(self.reduce_work, prod(src.shape[a] for a in big))
@@ -226,7 +227,10 @@ def lower_kernel(ast: Node) -> LoweredKernel:
     """
     store, ranges, _ = _lower_once(ast, reduce_upcast=False)
     upcasts = _output_upcasts(store, ranges)
-    store, ranges, lw = _lower_once(ast, reduce_upcast=not upcasts)
+    dot_tile = [] if upcasts else _dot_tile(store, ranges)
+    # a dot tile keeps one vector of partial sums per output (8 lanes), not two
+    store, ranges, lw = _lower_once(ast, reduce_upcast=not upcasts, max_lanes=8 if dot_tile else 16)
+    upcasts = upcasts or dot_tile
     stores = [store]
     for position, factor in sorted(upcasts):  # outer dims first: the innermost lanes end up adjacent
         # compute ``factor`` neighbouring outputs of this dim per iteration: their loads share the loop
@@ -245,9 +249,9 @@ def lower_kernel(ast: Node) -> LoweredKernel:
     return LoweredKernel(store, ranges, outer, cost, params)
 
 
-def _lower_once(ast: Node, reduce_upcast: bool) -> tuple[Node, list[Node], _Lowerer]:
+def _lower_once(ast: Node, reduce_upcast: bool, max_lanes: int = 16) -> tuple[Node, list[Node], _Lowerer]:
     out, value = ast.src
-    lw = _Lowerer(reduce_upcast)
+    lw = _Lowerer(reduce_upcast, max_lanes)
     shape = value.shape
     dims = [k for k, s in enumerate(shape) if s != 1]
     ranges = [lw.new_range(shape[k], "loop") for k in dims]
@@ -290,6 +294,37 @@ def _output_upcasts(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
         i = _factor(rows.src[0].arg, (4, 2)) if reuse else 1
         if i > 1:
             out.append((len(ranges) - 2, i))
+    return out
+
+
+def _dot_tile(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
+    """A register tile for dot products (both operands contiguous along the reduce: ``x @ w.T``).
+
+    Each output keeps its own vector of partial sums along the reduce; computing a 4 x 2 block of outputs per
+    loop lets every row's vector load serve two columns and every column's serve four rows (6 loads per 8
+    multiply-adds instead of 2 per 1). Only when one load depends on the rows but not the columns and another
+    the other way round, and the reduce is long enough to use vector lanes.
+    """
+    if len(ranges) < 2:
+        return []
+    nodes = store.toposort()
+    reduce_ranges = [n for n in nodes if n.op is Op.RANGE and n.arg[1] == "reduce"]
+    if not reduce_ranges or max(int(r.src[0].arg) for r in reduce_ranges) < 64:
+        return []
+    rows, cols = ranges[-2], ranges[-1]
+    loads = [affine_terms(n.src[1])[0] for n in nodes if n.op is Op.LOAD]
+    contiguous = [t for t in loads if any(t.get(r) == 1 for r in reduce_ranges)]
+    row_only = any(rows in t and cols not in t for t in contiguous)
+    col_only = any(cols in t and rows not in t for t in contiguous)
+    if not (row_only and col_only):
+        return []
+    out = []
+    j = _factor(cols.src[0].arg, (2,))
+    if j > 1:
+        out.append((len(ranges) - 1, j))
+    i = _factor(rows.src[0].arg, (4, 2))
+    if i > 1:
+        out.append((len(ranges) - 2, i))
     return out
 
 
