@@ -79,6 +79,15 @@ def where(condition: Tensor, x, y) -> Tensor:
     return condition._select(x, y)
 
 
+def pow(input, exponent) -> Tensor:  # noqa: A001 - torch's name
+    """``input ** exponent``; input may be a Python number when exponent is a Tensor, as in torch."""
+    if isinstance(input, Tensor):
+        return input.pow(exponent)
+    if not isinstance(exponent, Tensor):
+        raise TypeError(f"pow: expected a Tensor as the base or the exponent, got {type(input).__name__}")
+    return exponent.__rpow__(input)
+
+
 def _function_of(name: str):
     """``boltgrad.NAME(x, ...)`` as ``x.NAME(...)``, as torch has both."""
     method = getattr(Tensor, name)
@@ -93,7 +102,7 @@ def _function_of(name: str):
     return function
 
 
-_FUNCTIONS = """abs add sub mul div floor_divide remainder fmod pow neg sign exp exp2 expm1 log log2 log1p sqrt rsqrt
+_FUNCTIONS = """abs add sub mul div floor_divide remainder fmod neg sign exp exp2 expm1 log log2 log1p sqrt rsqrt
 sin cos tan sigmoid tanh relu reciprocal square floor ceil round trunc clamp clip maximum minimum logical_and
 logical_or logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not isnan isinf isfinite eq ne lt
 le gt ge sum mean prod amax amin argmax argmin max min matmul dot reshape permute transpose flatten unflatten

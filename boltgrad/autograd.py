@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .ir.node import Node
+from .ir.node import Node, toposort
 from .ir.ops import Op
 
 if TYPE_CHECKING:
@@ -77,14 +77,24 @@ class enable_grad(set_grad_enabled):  # noqa: N801
         super().__init__(True)
 
 
-# ---- leaves and which nodes depend on them ----
+# ---- leaves, aliases, and which nodes depend on them ----
+#
+# Autograd walks the node graph with two changes to its edges. A node *aliased* to another stands for it: a
+# realized result's buffer view stands for the graph it was computed from (so ``y.realize()`` does not cut
+# ``y`` off from its inputs), and an ``assign`` that autograd does not record (on a leaf, or under no_grad)
+# stands for the tensor it overwrote. A DETACH has no edges.
 
 _leaves: weakref.WeakKeyDictionary[Node, weakref.ref] = weakref.WeakKeyDictionary()
+_aliases: weakref.WeakKeyDictionary[Node, Node] = weakref.WeakKeyDictionary()
 _needs: weakref.WeakKeyDictionary[Node, bool] = weakref.WeakKeyDictionary()
 
 
+def _forget_memo(*_: Any) -> None:
+    _needs.clear()
+
+
 def register_leaf(node: Node, tensor: Tensor) -> None:
-    _leaves[node] = weakref.ref(tensor)
+    _leaves[node] = weakref.ref(tensor, _forget_memo)  # a dead leaf no longer makes its graphs need grad
     _needs.clear()  # graphs built before this leaf was marked may now depend on it
 
 
@@ -99,18 +109,63 @@ def leaf_tensor(node: Node) -> Tensor | None:
     return t if t is not None and t._leaf_grad else None
 
 
+def alias(node: Node, stands_for: Node) -> None:
+    """For autograd, ``node`` is ``stands_for`` (same shape): gradients reaching it go there."""
+    _aliases[node] = _aliases.get(stands_for, stands_for)
+    if node in _needs:
+        _needs.clear()
+
+
+# composite operations whose gradient is given by a formula instead of by the primitives they are built from
+# (where the primitives' gradients would give NaN at points where torch's formula is finite, or vice versa):
+# node -> (input nodes, rule(inputs, out, grad) -> one gradient per input)
+_custom: weakref.WeakKeyDictionary[Node, tuple[tuple[Node, ...], Callable]] = weakref.WeakKeyDictionary()
+
+
+def with_gradient(out: Tensor, inputs: tuple[Tensor, ...], rule: Callable) -> Tensor:
+    """``out`` (computed from ``inputs``) with its gradient given by ``rule(inputs, out, grad)``, which returns one
+    gradient (or None) per input. ``rule`` must not hold ``out`` (the table is weak in its key only)."""
+    node = out.node
+    if not is_grad_enabled() or node.op is Op.DETACH or any(node is t.node for t in inputs):
+        return out
+    if not any(needs_grad(t.node) for t in inputs):
+        return out
+    _custom[node] = (tuple(t.node for t in inputs), rule)
+    _needs[node] = True
+    return out
+
+
+def _edges(n: Node) -> tuple[Node, ...]:
+    if n.op is Op.DETACH:
+        return ()
+    target = _aliases.get(n)
+    if target is not None:
+        return (target,)
+    custom = _custom.get(n)
+    return n.src if custom is None else custom[0]
+
+
+def _unknown_edges(n: Node) -> tuple[Node, ...]:
+    return () if n in _needs else _edges(n)
+
+
 def needs_grad(node: Node) -> bool:
-    """Whether a gradient can flow from this node to some leaf that requires grad."""
+    """Whether a gradient can flow from this node to some leaf that requires grad.
+
+    Memoised per node, and the walk stops at nodes already known, so asking about each new op as it is built
+    costs O(1) (the sources of a new op were asked about when they were built)."""
     hit = _needs.get(node)
     if hit is not None:
         return hit
-    for n in node.toposort():
-        if n in _needs:
-            continue
-        if n.op is Op.DETACH:
-            _needs[n] = False
-        else:
-            _needs[n] = leaf_tensor(n) is not None or any(_needs[s] for s in n.src)
+    edges = _edges(node)
+    known = [_needs.get(s) for s in edges]
+    if None not in known:  # the usual case: a new op on known sources
+        _needs[node] = node.dtype.is_float and (any(known) or leaf_tensor(node) is not None)
+        return _needs[node]
+    for n in toposort(node, children=_unknown_edges):
+        if n not in _needs:
+            # integer and bool values carry no gradient, as in torch
+            _needs[n] = n.dtype.is_float and (leaf_tensor(n) is not None or any(_needs[s] for s in _edges(n)))
     return _needs[node]
 
 
@@ -173,7 +228,7 @@ def _sin(n, x, out, g):
 
 @rule(Op.TRUNC)
 def _trunc(n, x, out, g):
-    return (None,)
+    return (g._const_like(0),)  # zero almost everywhere; torch gives zeros too (not None)
 
 
 @rule(Op.MAX)
@@ -210,6 +265,11 @@ def _no_grad(n, x, out, g):
 @rule(Op.CAST)
 def _cast(n, x, out, g):
     return (g.cast(x[0].dtype) if x[0].dtype.is_float else None,)
+
+
+@rule(Op.ASSIGN)
+def _assign(n, x, out, g):  # the new value replaces the old one entirely
+    return None, g
 
 
 @rule(Op.CONTIGUOUS, Op.COPY)
@@ -286,16 +346,23 @@ def _is_constant(n: Node) -> bool:
 def backward(root: Tensor, gradient: Tensor | None) -> None:
     from .tensor import Tensor
 
-    graph = root._graph or root.node
+    graph = root.node
     if not needs_grad(graph):
+        if not root.dtype.is_float:
+            raise RuntimeError(f"backward: a {root.dtype.name} tensor has no gradient; only floating point ones do")
         raise RuntimeError("backward: the tensor does not require grad (no input of it has requires_grad=True)")
     if gradient is None:
         if root.numel() != 1:
-            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, not {root.shape}")
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for scalar outputs, not shape {root.shape}; "
+                "pass a gradient of the output's shape: y.backward(gradient)"
+            )
         gradient = root._const_like(1.0)
-    elif gradient.shape != root.shape:
+    elif not isinstance(gradient, Tensor):
+        gradient = Tensor(gradient, device=root.device, dtype=root.dtype)
+    if gradient.shape != root.shape:
         raise ValueError(f"backward: gradient of shape {gradient.shape} does not match the output {root.shape}")
-    order = [n for n in graph.toposort() if _needs.get(n) or needs_grad(n)]
+    order = toposort(graph, children=lambda n: tuple(s for s in _edges(n) if needs_grad(s)))
     grads: dict[Node, list[Tensor]] = {graph: [gradient.cast(root.dtype)]}
     for n in reversed(order):
         pieces = grads.pop(n, None)
@@ -309,8 +376,21 @@ def backward(root: Tensor, gradient: Tensor | None) -> None:
             update = Tensor._from_node(Node(Op.DETACH, g.dtype, (g.node,)))
             leaf.grad = update if leaf.grad is None else leaf.grad + update
             continue
+        target = _aliases.get(n)
+        if target is not None:  # a realized value or an unrecorded assign: the gradient goes to what it stands for
+            grads.setdefault(target, []).append(g)
+            continue
+        custom = _custom.get(n)
+        if custom is not None:
+            inputs, formula = custom
+            for s, sg in zip(inputs, formula([Tensor._from_node(s) for s in inputs], Tensor._from_node(n), g)):
+                if sg is not None and needs_grad(s):
+                    grads.setdefault(s, []).append(sg.cast(s.dtype))
+            continue
         rule_fn = _RULES.get(n.op)
         if rule_fn is None:
+            if n.op is Op.BUFFER:  # the buffer of a leaf that was freed or set requires_grad=False since
+                continue
             raise RuntimeError(f"backward: no gradient rule for {n.op.name}")
         srcs = [Tensor._from_node(s) for s in n.src]
         for s, sg in zip(n.src, rule_fn(n, srcs, Tensor._from_node(n), g)):

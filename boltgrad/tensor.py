@@ -104,6 +104,7 @@ class Tensor(
 ):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
+    # _graph is unused (a realized view now stands for its graph in autograd); variable.py still sets it
     __slots__ = ("node", "_leaf_grad", "grad", "_graph", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -138,7 +139,6 @@ class Tensor(
         self.node: Node = node
         self._leaf_grad = False
         self.grad: Tensor | None = None
-        self._graph: Node | None = None  # the graph a realized result came from, for backward
         if requires_grad:
             self.requires_grad = True
 
@@ -150,7 +150,6 @@ class Tensor(
         t.node = node
         t._leaf_grad = False
         t.grad = None
-        t._graph = None
         return t
 
     # ---- autograd ----
@@ -158,7 +157,7 @@ class Tensor(
     @property
     def requires_grad(self) -> bool:
         """True for a leaf created with requires_grad=True, and for any result computed from one."""
-        return self._leaf_grad or autograd.needs_grad(self._graph or self.node)
+        return self._leaf_grad or autograd.needs_grad(self.node)
 
     @requires_grad.setter
     def requires_grad(self, flag: bool) -> None:
@@ -265,7 +264,7 @@ class Tensor(
         )
         if not todo:
             return
-        versions = [input_versions(t.node) for t in todo]
+        versions = [input_versions(t.node) if t.node.op is not Op.ASSIGN else () for t in todo]
         out = engine_realize([t.node for t in todo])
         for t, v in zip(todo, versions):
             buf = out[t.node]
@@ -273,12 +272,14 @@ class Tensor(
             if t.node.op is Op.ASSIGN:
                 # graphs built from the assign's node read the written buffer, as long as nothing overwrote it since
                 record_realized(t.node, view, ((buf, buf.version),))
-                t._graph = None
+            elif autograd.needs_grad(t.node):
+                # backward() after .item() still walks the graph: the view stands for it. The record holds the
+                # view weakly, since the alias holds the graph (and so the record's key) as long as the view lives
+                autograd.alias(view, t.node)
+                record_realized(t.node, view, v + ((buf, buf.version),), weak=True)
             else:
                 # the result's own buffer is versioned too: an assign that later overwrites it voids the record
                 record_realized(t.node, view, v + ((buf, buf.version),))
-                if autograd.needs_grad(t.node):
-                    t._graph = t.node  # backward() after .item() still walks the graph
             t.node = view
 
     def _contiguous_buffer(self) -> Buffer:
@@ -339,7 +340,13 @@ class Tensor(
         """Write ``value`` into this tensor's memory (lazily: it happens when this tensor is realized).
 
         Other tensors built from this one before the assign keep reading its memory, so realize them first
-        if they must see the old value. Works on leaves that require grad (optimizers use it).
+        if they must see the old value.
+
+        Autograd, as torch's in-place ops: with grad enabled, when this tensor requires grad (and is not a leaf)
+        or ``value`` does, the assign makes a new version of the tensor whose graph is ``value``'s, so
+        gradients flow through it; nothing is written in place then. On a leaf that requires grad (optimizers
+        update parameters this way; torch forbids it) and under ``no_grad()`` the value is written and autograd
+        keeps seeing the tensor as it was: a leaf stays that leaf.
         """
         src = value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)
         if src.device != self.device:
@@ -351,35 +358,49 @@ class Tensor(
                 msg = f"assign: value of shape {src.shape} does not fit a tensor of shape {self.shape}"
                 raise ValueError(msg) from None
         src = src.cast(self.dtype)
+        if autograd.is_grad_enabled() and not self._leaf_grad and (self.requires_grad or src.requires_grad):
+            self.node = src.node
+            return self
         if as_contiguous_buffer(self.node) is None:
             self.realize()
-        self.node = Node(Op.ASSIGN, self.dtype, (self.node, src.node))
-        self._graph = None
+        old = self.node
+        self.node = Node(Op.ASSIGN, self.dtype, (old, src.node))
+        if autograd.needs_grad(old):
+            autograd.alias(self.node, old)
         return self
 
+    def _inplace(self, value: Any) -> Tensor:
+        """``assign`` for the in-place methods, which torch forbids on a leaf that requires grad."""
+        if self._leaf_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "a leaf tensor that requires grad is used in an in-place operation; do it under boltgrad.no_grad(), "
+                "or call .assign() to overwrite the leaf's value"
+            )
+        return self.assign(value)
+
     def add_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self.assign(self.add(other, alpha=alpha))
+        return self._inplace(self.add(other, alpha=alpha))
 
     def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self.assign(self.sub(other, alpha=alpha))
+        return self._inplace(self.sub(other, alpha=alpha))
 
     def mul_(self, other: Any) -> Tensor:
-        return self.assign(self * other)
+        return self._inplace(self * other)
 
     def div_(self, other: Any) -> Tensor:
-        return self.assign(self / other)
+        return self._inplace(self / other)
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - torch's names
-        return self.assign(self.clamp(min, max))
+        return self._inplace(self.clamp(min, max))
 
     def zero_(self) -> Tensor:
-        return self.assign(self._const_like(0))
+        return self._inplace(self._const_like(0))
 
     def fill_(self, value: Any) -> Tensor:
-        return self.assign(self._const_like(value))
+        return self._inplace(self._const_like(value))
 
     def copy_(self, src: Any) -> Tensor:
-        return self.assign(src)
+        return self._inplace(src)
 
     def __iadd__(self, other: Any) -> Tensor:
         return self.add_(other)

@@ -197,19 +197,19 @@ class CreationMixin:
         """Fill in place with numbers uniform on [a, b)."""
         me: Tensor = self  # type: ignore[assignment]
         work = _draw_type(me, "uniform_")
-        return me.assign(me._uniform_like(work) * (b - a) + a)
+        return me._inplace(me._uniform_like(work) * (b - a) + a)
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
         """Fill in place with normal numbers of the given mean and standard deviation."""
         me: Tensor = self  # type: ignore[assignment]
         work = _draw_type(me, "normal_")
-        return me.assign(type(me).randn(me.shape, dtype=work, device=me.device) * std + mean)
+        return me._inplace(type(me).randn(me.shape, dtype=work, device=me.device) * std + mean)
 
     def exponential_(self, lambd: float = 1.0) -> Tensor:
         """Fill in place with exponential numbers of rate ``lambd`` (mean 1 / lambd)."""
         me: Tensor = self  # type: ignore[assignment]
         work = _draw_type(me, "exponential_")
-        return me.assign((1 - me._uniform_like(work)).log() * (-1.0 / lambd))  # 1 - u is in (0, 1]: no log(0)
+        return me._inplace((1 - me._uniform_like(work)).log() * (-1.0 / lambd))  # 1 - u is in (0, 1]: no log(0)
 
     def bernoulli(self, p: Any = None) -> Tensor:
         """0 or 1 in self's dtype, 1 with probability ``p`` (a number or tensor), or self's values if p is None."""
@@ -221,7 +221,7 @@ class CreationMixin:
 
     def bernoulli_(self, p: Any = 0.5) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        return me.assign(me.bernoulli(p))
+        return me._inplace(me.bernoulli(p))
 
     def multinomial(self, num_samples: int, replacement: bool = False) -> Tensor:
         """Indices drawn from the categories of the last dim, with probabilities proportional to self (1-d or 2-d,

@@ -7,8 +7,10 @@ index and the output). A scatter is the same reduction the other way round, ``ne
 index[b] == j of src[b]``, also O(m * n). Gradients come from the WHERE and the reduction: the gradient of a
 gather is a scatter-add, and the other way round.
 
-Indices held by tensors are not checked (that would read them back to the host): an index outside [0, n)
-reads 0 and writes nothing, where torch raises.
+Index tensors whose values are known are bounds-checked, with torch's IndexError: those already realized in
+host memory (made from Python lists or numpy arrays, or realized on the CPU or PYTHON device). An index that is
+still lazy (computed in the same graph) or lives on another device is not read back to check it: there an
+index outside [0, n) reads 0 and writes nothing, where torch raises.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .ir import dtypes
 from .ir.node import Node
+from .schedule.schedule import as_contiguous_buffer
 from .tensor_create import arange_node
 from .tensor_math import broadcast_shape
 
@@ -36,6 +39,35 @@ def _check_int_index(index: Any, name: str) -> Tensor:
     if not index.dtype.is_int:
         raise TypeError(f"{name}: index must be an integer tensor, got {index.dtype.name}")
     return index
+
+
+def known_range(index: Tensor) -> tuple[int, int] | None:
+    """(min, max) of an integer index tensor whose values are already in host memory, else None."""
+    buf_node = as_contiguous_buffer(index.node)
+    if buf_node is None or index.numel() == 0 or not index.dtype.is_int:
+        return None
+    buf = buf_node.arg
+    if buf.device.split(":")[0] not in _HOST_DEVICES:
+        return None
+    values = memoryview(buf.copyout()).cast(index.dtype.fmt)
+    return min(values), max(values)
+
+
+_HOST_DEVICES = ("CPU", "PYTHON")
+
+
+def check_bounds(index: Tensor, n: int, dim: int, name: str, negative: bool = False) -> bool:
+    """Raise torch's IndexError when known index values fall outside [0, n) (or [-n, n) with ``negative``);
+    True when they were known and in range."""
+    known = known_range(index)
+    if known is None:
+        return False
+    lo, hi = known
+    if hi >= n or lo < (-n if negative else 0):
+        bad = hi if hi >= n else lo
+        where = f"{name}: " if name else ""
+        raise IndexError(f"{where}index {bad} is out of bounds for dimension {dim} with size {n}")
+    return True
 
 
 def _pick(hits: Tensor, values: Tensor, dtype: dtypes.DType) -> Tensor:
@@ -115,6 +147,7 @@ def _scatter(
         return _scatter(me.reshape(1), 0, index.reshape(-1), src1, reduce, include_self, name).reshape(())
     d = me._axis(dim)
     _check_sizes(name, me, index, d, src if _is_tensor(src) else None)
+    check_bounds(index, me.shape[d], d, name)
     if _is_tensor(src):
         src = src.shrink([(0, s) for s in index.shape])
     else:
@@ -161,6 +194,7 @@ class GatherMixin:
             return me.reshape(1).gather(0, index.reshape(-1)).reshape(index.shape)
         d = me._axis(dim)
         _check_sizes("gather", me, index, d)
+        check_bounds(index, me.shape[d], d, "gather")
         region = me.shrink([None if i == d else (0, s) for i, s in enumerate(index.shape)])
         order = [i for i in range(me.ndim) if i != d] + [d]
         moved, idx = region.permute(order), index.permute(order)  # (..., n), (..., m)
@@ -189,9 +223,11 @@ class GatherMixin:
         index = _check_int_index(index, "index_select")
         if index.ndim > 1:
             raise ValueError(f"index_select: index must be 0-d or 1-d, got shape {index.shape}")
+        d = me._axis(dim) if me.ndim else 0
+        check_bounds(index, me.shape[d] if me.ndim else 1, d, "index_select")
         if me.ndim == 0:
             return take_along(me.reshape(1), 0, index.reshape(-1)).reshape(index.shape)
-        return take_along(me, me._axis(dim), index.reshape(-1))
+        return take_along(me, d, index.reshape(-1))
 
     def scatter(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
                 reduce: str | None = None) -> Tensor:  # fmt: skip

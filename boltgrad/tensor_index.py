@@ -4,8 +4,9 @@ Ints, slices, None and ... are views. Advanced indices (lists, int tensors, bool
 reductions over the dims they index (see ``tensor_gather``): reading ``m`` elements out of indexed dims of
 total size ``n`` costs O(m * n); writing them too.
 
-Indices held by tensors are not checked: an index outside [-n, n) reads 0 and writes nothing (torch raises).
-Indices given as Python ints and lists are checked. Ops whose output shape depends on the data (bool masks,
+Indices given as Python ints and lists are checked, and so are index tensors whose values are in host memory
+(see ``tensor_gather``); a lazy index tensor is not: an index outside [-n, n) reads 0 and writes nothing, where
+torch raises. Ops whose output shape depends on the data (bool masks,
 ``nonzero``, ``masked_select``, ``one_hot`` without ``num_classes``, ``repeat_interleave`` with a tensor of
 repeats) realize that data; their docstrings say so.
 """
@@ -15,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import autograd
 from .helpers import prod
 from .ir import dtypes
 from .ir.node import Node
-from .tensor_gather import arange_like, inverse_permutation, scatter_last, take_along
+from .tensor_gather import arange_like, check_bounds, inverse_permutation, scatter_last, take_along
 from .tensor_math import broadcast_shape
 from .tensor_movement import slice_dim, unslice_dim
 
@@ -146,9 +146,11 @@ def _normalize(me: Tensor, index: Any) -> tuple[Tensor, list[Any], list[int | No
                     if not -n <= v < n:
                         raise IndexError(f"index {v} is out of bounds for dimension {dim} with size {n}")
                 it.checked = True
+            if _is_tensor(it):
+                it = _Adv(it, checked=check_bounds(it, n, dim, "", negative=True))
             shape.append(n)
             origin.append(dim)
-            items.append(_Adv(it) if _is_tensor(it) else it)
+            items.append(it)
             dim += 1
     advanced = [d for d, it in enumerate(items) if isinstance(it, _Adv)]
     if len(advanced) == 1:  # a lone list in arithmetic progression reads like a slice: make it a view
@@ -323,7 +325,8 @@ class IndexMixin:
 
         Basic indexing is a view. An advanced index costs O(numel(out) * n), n the product of the sizes of the
         dims it indexes (a one-hot reduction, see the module docstring); a bool mask is realized to find the
-        positions it keeps. Ints and lists are bounds-checked; tensor indices are not (out of range reads 0).
+        positions it keeps. Ints, lists and index tensors in host memory are bounds-checked; a lazy index tensor is
+        not (out of range reads 0).
         """
         me: Tensor = self  # type: ignore[assignment]
         return _read(*_normalize(me, index))
@@ -460,13 +463,5 @@ def _check_mask(me: Tensor, mask: Any, name: str) -> Tensor:
 
 
 def _store(me: Tensor, new: Tensor) -> None:
-    """Make ``new`` x's value: written in place with assign, or recorded in the graph when it needs grad."""
-    if autograd.is_grad_enabled():
-        if me._leaf_grad:
-            raise RuntimeError(
-                "a leaf tensor that requires grad is used in an in-place write; use boltgrad.no_grad() or a clone"
-            )
-        if autograd.needs_grad(new.node):
-            me.node = new.node
-            return
-    me.assign(new)
+    """Make ``new`` x's value: written in place, or a new version of x in the graph when either needs grad."""
+    me._inplace(new)

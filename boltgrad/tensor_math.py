@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from .autograd import with_gradient
 from .ir import dtypes
 from .ir.dtypes import DType, promote_types, result_type_with_scalar
 from .ir.node import Node
@@ -195,7 +196,7 @@ class MathMixin:
         b_int = b.trunc() == b
         b_odd = b_int.logical_and(b.fmod(2) != 0)
         negative = (a < 0)._select(b_int._select(b_odd._select(-base, base), a._const_like(math.nan)), base)
-        return (b == 0)._select(a._const_like(1), negative)
+        return with_gradient((b == 0)._select(a._const_like(1), negative), (a, b), _pow_grad)
 
     def __pow__(self, x: Any) -> Tensor:
         return self.pow(x)
@@ -384,11 +385,15 @@ class MathMixin:
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - torch's names
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
+        # selects, not maximum/minimum: torch's gradient reaches x where min <= x <= max (bounds included) and
+        # a tensor bound where it is the result; NaN in x passes through
         out: Tensor = self  # type: ignore[assignment]
         if min is not None:
-            out = out.maximum(min)
+            a, lo = out._operands(min)
+            out = (a < lo)._select(lo, a)
         if max is not None:
-            out = out.minimum(max)
+            a, hi = out._operands(max)
+            out = (a > hi)._select(hi, a)
         return out
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
@@ -512,6 +517,15 @@ def _integer_pow(base: Tensor, exponent: Tensor) -> Tensor:
     odd = (exponent & 1)._binary(Op.CMPNE, 0)
     small = (base == 1)._select(1, (base == -1)._select(odd._select(-1, 1), 0)).cast(base.dtype)
     return negative._select(small, result)
+
+
+def _pow_grad(inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """torch's gradients of a ** b: b * a^(b-1) (0 where b == 0), and a^b * log(a) (0 where a == 0 and b >= 0;
+    NaN for a < 0)."""
+    a, b = inputs
+    da = (b == 0)._select(0.0, g * b * a.pow(b - 1))
+    db = (a == 0).logical_and(b >= 0)._select(0.0, g * out * a.log())
+    return da, db
 
 
 def _power_by_squaring(x: Tensor, n: int) -> Tensor:

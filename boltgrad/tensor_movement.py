@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 def _shape_arg(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Accept ``f(2, 3)`` and ``f((2, 3))`` alike."""
-    if len(args) == 1 and isinstance(args[0], Sequence | tuple | list) and not isinstance(args[0], str):
+    if len(args) != 1 or isinstance(args[0], int):  # the usual cases, before the slow Sequence check
+        return tuple(args)
+    if isinstance(args[0], tuple | list) or (isinstance(args[0], Sequence) and not isinstance(args[0], str)):
         return tuple(args[0])
     return tuple(args)
 

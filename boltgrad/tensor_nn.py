@@ -13,15 +13,17 @@ triangular reduction.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .autograd import with_gradient
 from .ir import dtypes
 from .ir.node import Node
 from .ir.ops import Op
 from .tensor_math import compute_types
-from .tensor_reduce import pick_dims, pick_keepdim
+from .tensor_reduce import pick_dims, pick_keepdim, sqrt_zero_grad
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -158,7 +160,7 @@ class NNMixin:
         dims, keepdim = pick_dims(dim, axis, x.ndim), pick_keepdim(keepdim, keepdims)
         work, out = compute_types(x)
         if p == "fro" or p == 2:
-            result = (work * work).sum(dims, keepdim).sqrt()
+            result = sqrt_zero_grad((work * work).sum(dims, keepdim))
         elif p == "nuc":
             raise NotImplementedError("norm: the nuclear norm needs an SVD, which boltgrad does not have yet")
         elif isinstance(p, str):
@@ -172,7 +174,8 @@ class NNMixin:
         elif p == 1:
             result = work.abs().sum(dims, keepdim)
         else:
-            result = work.abs().pow(float(p)).sum(dims, keepdim).pow(1.0 / float(p))
+            total = work.abs().pow(float(p)).sum(dims, keepdim)
+            result = with_gradient(total.pow(1.0 / float(p)), (total,), functools.partial(_root_grad, float(p)))
         return result.cast(out)
 
     # ---- linear algebra ----
@@ -201,6 +204,12 @@ class NNMixin:
 def _hardtanh(x: Tensor, lo: float, hi: float) -> Tensor:
     """clamp(x, lo, hi) with torch's gradient: 0 outside (lo, hi), corners included; NaN passes through."""
     return (x <= lo)._select(x._const_like(lo), (x >= hi)._select(x._const_like(hi), x))
+
+
+def _root_grad(p: float, inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor]:
+    # d/ds s^(1/p) = s^(1/p) / (p s), 0 where s == 0 (as torch's norm gradient)
+    (total,) = inputs
+    return ((total == 0)._select(0.0, g * out / (total * p)),)
 
 
 def _where_abs(x: Tensor) -> Tensor:

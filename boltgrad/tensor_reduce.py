@@ -7,9 +7,11 @@ overflow); arg-max takes the first index that attains the maximum, NaN counting 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .autograd import is_grad_enabled, with_gradient
 from .ir import dtypes
 from .ir.node import Node
 from .ir.ops import Op
@@ -116,7 +118,8 @@ class ReduceMixin:
         if dim is None and axis is None:
             return self.amax()
         keep = pick_keepdim(keepdim, keepdims)
-        return ValuesIndices(self.amax(dim, keep, axis=axis), self.argmax(dim, keep, axis=axis))
+        values, indices = self.amax(dim, keep, axis=axis), self.argmax(dim, keep, axis=axis)
+        return ValuesIndices(_to_index(self, values, indices, dim if dim is not None else axis, keep), indices)
 
     def min(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
             keepdims: bool | None = None) -> Any:  # fmt: skip
@@ -125,7 +128,8 @@ class ReduceMixin:
         if dim is None and axis is None:
             return self.amin()
         keep = pick_keepdim(keepdim, keepdims)
-        return ValuesIndices(self.amin(dim, keep, axis=axis), self.argmin(dim, keep, axis=axis))
+        values, indices = self.amin(dim, keep, axis=axis), self.argmin(dim, keep, axis=axis)
+        return ValuesIndices(_to_index(self, values, indices, dim if dim is not None else axis, keep), indices)
 
     def argmax(self, dim: Any = None, keepdim: bool | None = None, *, axis: Any = None,
                keepdims: bool | None = None) -> Tensor:  # fmt: skip
@@ -168,8 +172,9 @@ class ReduceMixin:
 
     def std(self, dim: Any = None, *, correction: float = 1, keepdim: bool | None = None, axis: Any = None,
             keepdims: bool | None = None, unbiased: bool | None = None) -> Tensor:  # fmt: skip
-        return self.var(dim, correction=correction, keepdim=keepdim, axis=axis, keepdims=keepdims,
-                        unbiased=unbiased).sqrt()  # fmt: skip
+        # torch's gradient is 0 where std is 0 (all values equal), not NaN
+        return sqrt_zero_grad(self.var(dim, correction=correction, keepdim=keepdim, axis=axis, keepdims=keepdims,
+                                       unbiased=unbiased))  # fmt: skip
 
     def logsumexp(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
         """log(sum(exp(x))) computed stably: the max is subtracted first (and infinities handled)."""
@@ -299,3 +304,28 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise ValueError(f"stack: all tensors need one shape, got {tensors[0].shape} and {t.shape}")
     d = normalize_axis(dim, tensors[0].ndim + 1)
     return cat([t.unsqueeze(d) for t in tensors], d)
+
+
+def sqrt_zero_grad(x: Tensor) -> Tensor:
+    """sqrt(x) whose gradient is 0 where the result is 0 (torch's for norm and std at zero, not inf * 0)."""
+    return with_gradient(x.sqrt(), (x,), _sqrt_zero_grad)
+
+
+def _sqrt_zero_grad(inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor]:
+    return ((out == 0)._select(0.0, g / (out * 2)),)
+
+
+def _to_index(x: Tensor, values: Tensor, indices: Tensor, dim: Any, keepdim: bool) -> Tensor:
+    """``values`` of max(dim)/min(dim) with torch's gradient: all of it to the element at ``indices`` (amax
+    splits it between ties). ``* 1`` gives the values a node of their own, so amax keeps its rule."""
+    if not (is_grad_enabled() and x.requires_grad):
+        return values
+    d = normalize_axis(dim if isinstance(dim, int) else dim[0], x.ndim)
+    return with_gradient(values * 1, (x,), functools.partial(_index_grad, indices, d, keepdim))
+
+
+def _index_grad(indices: Tensor, d: int, keepdim: bool, inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor]:
+    (x,) = inputs
+    idx, g = (indices, g) if keepdim else (indices.unsqueeze(d), g.unsqueeze(d))
+    position = x.shape[d] - _arange_along(x, x.shape[d], d)  # 0, 1, ... along d
+    return ((position == idx)._select(g, 0.0),)

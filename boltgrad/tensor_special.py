@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from .autograd import with_gradient
 from .ir import dtypes
 from .ir.node import Node
 from .tensor_math import compute_types
@@ -252,7 +253,7 @@ class SpecialMixin:
         y, x = self._operands(other)  # type: ignore[attr-defined]
         y, out = compute_types(y)
         x, _ = compute_types(x)
-        return atan2(y, x).cast(out)
+        return with_gradient(atan2(y, x), (y, x), _atan2_grad).cast(out)
 
     def arctan2(self, other: Tensor | float) -> Tensor:
         return self.atan2(other)
@@ -260,11 +261,11 @@ class SpecialMixin:
     def asin(self) -> Tensor:
         """atan2(x, sqrt((1 - x)(1 + x))): NaN outside [-1, 1]."""
         x, out = compute_types(self)  # type: ignore[arg-type]
-        return atan2(x, ((1 - x) * (1 + x)).sqrt()).cast(out)
+        return with_gradient(atan2(x, ((1 - x) * (1 + x)).sqrt()), (x,), _asin_grad).cast(out)
 
     def acos(self) -> Tensor:
         x, out = compute_types(self)  # type: ignore[arg-type]
-        return atan2(((1 - x) * (1 + x)).sqrt(), x).cast(out)
+        return with_gradient(atan2(((1 - x) * (1 + x)).sqrt(), x), (x,), _acos_grad).cast(out)
 
     def arcsin(self) -> Tensor:
         return self.asin()
@@ -303,7 +304,7 @@ class SpecialMixin:
         xm = huge._select(1.0, x)
         moderate = log1p((xm - 1) + ((xm - 1) * (xm + 1)).sqrt())
         r = huge._select(huge._select(x, 1.0).log() + math.log(2), moderate)
-        return (x < 1)._select(math.nan, r).cast(out)
+        return with_gradient((x < 1)._select(math.nan, r), (x,), _acosh_grad).cast(out)
 
     def atanh(self) -> Tensor:
         """log1p(2x / (1 - x)) / 2; +-inf at +-1, NaN beyond."""
@@ -311,7 +312,7 @@ class SpecialMixin:
         neg = x < 0
         a = neg._select(-x, x)
         r = log1p(a * 2 / (1 - a)) * 0.5
-        return neg._select(-r, r).cast(out)
+        return with_gradient(neg._select(-r, r), (x,), _atanh_grad).cast(out)
 
     def arcsinh(self) -> Tensor:
         return self.asinh()
@@ -333,3 +334,34 @@ def _sinh(x: Tensor) -> Tensor:
     ef = finite._select(e, 1.0)
     r = finite._select((ef + ef / (ef + 1)) * 0.5, e * 0.5)
     return neg._select(-r, r)
+
+
+# torch's gradient formulas for the functions above, where the gradients of the primitives they are built from
+# would give NaN instead of torch's infinities (asin at +-1) or zeros (atan2 at the origin)
+
+
+def _asin_grad(inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor]:
+    (x,) = inputs
+    return (g * ((1 - x) * (1 + x)).rsqrt(),)
+
+
+def _acos_grad(inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor]:
+    (x,) = inputs
+    return (-g * ((1 - x) * (1 + x)).rsqrt(),)
+
+
+def _acosh_grad(inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor]:
+    (x,) = inputs
+    return (g * ((x - 1) * (x + 1)).rsqrt(),)
+
+
+def _atanh_grad(inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor]:
+    (x,) = inputs
+    return (g / ((1 - x) * (1 + x)),)
+
+
+def _atan2_grad(inputs: list[Tensor], out: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    y, x = inputs
+    r2 = x * x + y * y
+    scale = (r2 == 0)._select(0.0, g / r2)  # at the origin torch passes 0
+    return scale * x, -scale * y

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .dtypes import DType, bool_, int64
@@ -123,13 +123,16 @@ class Node:
         return self if dtype == self.dtype else Node(Op.CAST, dtype, (self,))
 
 
-def toposort(root: Node, children: Callable[[Node], tuple[Node, ...]] | None = None,
+def toposort(root: Node | Sequence[Node], children: Callable[[Node], tuple[Node, ...]] | None = None,
              stop: set[Node] | None = None) -> list[Node]:  # fmt: skip
-    """Nodes below ``root`` (included), children first. ``children`` replaces ``node.src`` as the edges;
-    nodes in ``stop`` are listed but not descended into (the root always is)."""
+    """Nodes below ``root`` (included), children first; ``root`` may be a sequence of roots, each listed after
+    its subgraph, in order. ``children`` replaces ``node.src`` as the edges; nodes in ``stop`` are listed but not
+    descended into (roots always are)."""
+    roots = (root,) if isinstance(root, Node) else tuple(root)
     order: list[Node] = []
     seen: set[Node] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
+    stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
+    always = set(roots) if stop else None
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -139,7 +142,7 @@ def toposort(root: Node, children: Callable[[Node], tuple[Node, ...]] | None = N
             continue
         seen.add(node)
         stack.append((node, True))
-        if stop is None or node is root or node not in stop:
+        if not stop or node not in stop or node in always:  # type: ignore[operator]
             srcs = node.src if children is None else children(node)
             stack.extend((s, False) for s in reversed(srcs) if s not in seen)
     return order

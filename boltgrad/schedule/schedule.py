@@ -47,7 +47,9 @@ class Schedule:
 
 # nodes realized earlier, so a graph that still refers to them reads their buffer instead of recomputing;
 # each entry remembers the versions of the buffers it read, and is void once any of them is overwritten
-_realized: weakref.WeakKeyDictionary[Node, tuple[Node, tuple[tuple[Buffer, int], ...]]] = weakref.WeakKeyDictionary()
+_realized: weakref.WeakKeyDictionary[Node, tuple[Node | weakref.ref, tuple[tuple[Buffer, int], ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def buffer_view(buf_node: Node, shape: tuple[int, ...]) -> Node:
@@ -60,14 +62,17 @@ def realized_as(node: Node) -> Node | None:
     if hit is None:
         return None
     view, versions = hit
-    if any(buf.version != v for buf, v in versions):
+    if isinstance(view, weakref.ref):
+        view = view()
+    if view is None or any(buf.version != v for buf, v in versions):
         del _realized[node]
         return None
     return view
 
 
-def record_realized(node: Node, view: Node, versions: tuple[tuple[Buffer, int], ...]) -> None:
-    _realized[node] = (view, versions)
+def record_realized(node: Node, view: Node, versions: tuple[tuple[Buffer, int], ...], weak: bool = False) -> None:
+    """Remember that ``node``'s value is in ``view`` (held weakly with ``weak``: the record lasts while it lives)."""
+    _realized[node] = (weakref.ref(view) if weak else view, versions)
 
 
 def input_versions(node: Node) -> tuple[tuple[Buffer, int], ...]:
@@ -105,36 +110,38 @@ def toposort_until(root: Node, stop: set[Node]) -> list[Node]:
     return toposort(root, stop=stop)
 
 
-def _resolve(root: Node, memo: dict[Node, Node]) -> Node:
-    """Replace subgraphs that were realized before with their buffers."""
-    for n in root.toposort():
-        if n in memo:
-            continue
+def _resolve(targets: list[Node], memo: dict[Node, Node]) -> list[Node]:
+    """The targets with subgraphs that were realized before replaced by their buffers (one walk for all);
+    ``memo`` receives each node's replacement."""
+
+    def below(n: Node) -> tuple[Node, ...]:
         hit = realized_as(n) if n in _realized else None
         if hit is not None:
             memo[n] = hit
-            continue
-        new_src = tuple(memo[s] for s in n.src)
-        memo[n] = n if new_src == n.src else n.replace(src=new_src)
-    return memo[root]
+            return ()
+        return n.src
+
+    for n in toposort(targets, children=below):
+        if n not in memo:
+            new_src = tuple(memo[s] for s in n.src)
+            memo[n] = n if new_src == n.src else n.replace(src=new_src)
+    return [memo[t] for t in targets]
 
 
-def _materialized(targets: list[Node]) -> set[Node]:
-    """The nodes that get buffers of their own."""
-    parents: dict[Node, set[Node]] = {}
-    for t in targets:
-        for n in t.toposort():
-            for s in n.src:
-                parents.setdefault(s, set()).add(n)
+def _materialized(targets: list[Node], nodes: list[Node]) -> set[Node]:
+    """The nodes that get buffers of their own; ``nodes`` is the toposort of the targets."""
+    parents: dict[Node, int] = {}
+    for n in nodes:
+        for s in set(n.src):
+            parents[s] = parents.get(s, 0) + 1
     chosen: set[Node] = {t for t in targets if as_contiguous_buffer(t) is None}
-    for t in targets:
-        for n in t.toposort():
-            if n.op in (Op.CONTIGUOUS, Op.ASSIGN, Op.COPY):
-                chosen.add(n)
-            if n.op is Op.COPY and as_contiguous_buffer(n.src[0]) is None:
-                chosen.add(n.src[0])  # a copy moves a whole buffer
-            if n.op is Op.REDUCE and len(parents.get(n, ())) > 1:
-                chosen.add(n)
+    for n in nodes:
+        if n.op in (Op.CONTIGUOUS, Op.ASSIGN, Op.COPY):
+            chosen.add(n)
+        if n.op is Op.COPY and as_contiguous_buffer(n.src[0]) is None:
+            chosen.add(n.src[0])  # a copy moves a whole buffer
+        if n.op is Op.REDUCE and parents.get(n, 0) > 1:
+            chosen.add(n)
     # a reduce read through an EXPAND from its kernel's root would be recomputed per broadcast element
     roots = list(chosen)
     seen: set[tuple[Node, bool]] = set()
@@ -198,29 +205,40 @@ def _assign_reads_shifted(assign: Node, chosen: set[Node]) -> bool:
     return False
 
 
-def _kernel_order(resolved: list[Node], chosen: set[Node]) -> list[Node]:
+def _kernel_order(
+    nodes: list[Node], chosen: set[Node], bodies: dict[Node, list[Node]]
+) -> tuple[list[Node], list[tuple[Node, Buffer]]]:
     """Materialized nodes in an order where inputs come first and every read of a buffer that an ASSIGN
-    overwrites runs before the ASSIGN."""
-    first_seen: list[Node] = []
-    seen: set[Node] = set()
-    for t in resolved:
-        for n in t.toposort():
-            if n in chosen and n not in seen:
-                seen.add(n)
-                first_seen.append(n)
+    overwrites runs before the ASSIGN. ``bodies`` receives each kernel's nodes (``toposort_until``).
+
+    Also returns the conflicts: (kernel, buffer) where the kernel reads the buffer's old value directly but must
+    run after the ASSIGN that overwrites it (two assigns that read each other's target, as in a swap). The
+    caller snapshots those reads and schedules again."""
+    first_seen = [n for n in nodes if n in chosen]
+    position = {n: i for i, n in enumerate(first_seen)}
     deps: dict[Node, set[Node]] = {}
     reads: dict[Node, set[int]] = {}
     for c in first_seen:
-        body = toposort_until(c, chosen)
+        body = bodies[c] = toposort_until(c, chosen)
         deps[c] = {x for x in body if x in chosen and x is not c}
+        if c.op is Op.ASSIGN:  # an assign's target is written, not read (unless its value reads it too)
+            value = c.src[1]
+            body = [value] if value in chosen else toposort_until(value, chosen)
         reads[c] = {id(x.arg) for x in body if x.op is Op.BUFFER}
+    conflicts: list[tuple[Node, Buffer]] = []
     for a in first_seen:
         if a.op is not Op.ASSIGN:
             continue
-        target = id(_target_buffer(a))
+        target = _target_buffer(a)
         for c in first_seen:
-            if c is not a and target in reads[c] and not _depends_on(c, a, deps):
+            if c is a or id(target) not in reads[c]:
+                continue
+            if _depends_on(c, a, deps):
+                conflicts.append((c, target))
+            else:
                 deps[a].add(c)
+    if conflicts:
+        return [], conflicts
     # depth-first post-order with an explicit stack (a recursive closure would keep graphs alive in a cycle)
     order: list[Node] = []
     done: set[Node] = set()
@@ -238,11 +256,44 @@ def _kernel_order(resolved: list[Node], chosen: set[Node]) -> list[Node]:
             if n in done:
                 continue
             if n in active:
-                raise RuntimeError("schedule: a tensor reads a buffer that an assign in the same realize overwrites")
+                raise RuntimeError("internal: schedule: the kernels' dependencies form a cycle")
             active.add(n)
             stack.append((n, True))
-            stack.extend((d, False) for d in sorted(deps[n], key=first_seen.index, reverse=True) if d not in done)
-    return order
+            stack.extend((d, False) for d in sorted(deps[n], key=position.__getitem__, reverse=True) if d not in done)
+    return order, []
+
+
+def _snapshot_reads(resolved: list[Node], conflicts: list[tuple[Node, Buffer]], chosen: set[Node]) -> list[Node]:
+    """The targets with each conflicting kernel reading a copy of the buffer (a CONTIGUOUS, which the next
+    scheduling orders before the ASSIGN that overwrites the buffer) instead of the buffer itself."""
+    snap: dict[Node, set[int]] = {}
+    for c, buf in conflicts:
+        snap.setdefault(c, set()).add(id(buf))
+    memo: dict[Node, Node] = {}
+    for n in toposort(resolved):
+        if n in snap:
+            memo[n] = _with_snapshots(n, snap[n], chosen, memo)
+        else:
+            new_src = tuple(memo[s] for s in n.src)
+            memo[n] = n if new_src == n.src else n.replace(src=new_src)
+    return [memo[r] for r in resolved]
+
+
+def _with_snapshots(kernel: Node, bufs: set[int], chosen: set[Node], outer: dict[Node, Node]) -> Node:
+    """``kernel`` reading a copy of each buffer in ``bufs``; ``outer`` has the new versions of other kernels."""
+    value = kernel.src[-1] if kernel.op in (Op.ASSIGN, Op.CONTIGUOUS) else kernel
+    local: dict[Node, Node] = {}
+    for n in toposort_until(value, chosen):
+        if n in chosen and n is not value:
+            local[n] = outer[n]
+        elif n.op is Op.BUFFER and id(n.arg) in bufs:
+            local[n] = Node(Op.CONTIGUOUS, n.dtype, (n,))
+        else:
+            new_src = tuple(local[s] for s in n.src)
+            local[n] = n if new_src == n.src else n.replace(src=new_src)
+    if value is kernel:
+        return local[value]
+    return kernel.replace(src=tuple(outer[s] for s in kernel.src[:-1]) + (local[value],))
 
 
 def _depends_on(node: Node, other: Node, deps: dict[Node, set[Node]]) -> bool:
@@ -260,14 +311,23 @@ def _depends_on(node: Node, other: Node, deps: dict[Node, set[Node]]) -> bool:
 
 def create_schedule(targets: list[Node]) -> Schedule:
     memo: dict[Node, Node] = {}
-    resolved = [_resolve(t, memo) for t in targets]
-    chosen = _materialized(resolved)
-    for n in list(chosen):
-        if n.op is Op.ASSIGN and _assign_reads_shifted(n, chosen):
-            chosen.add(n.src[1])  # compute the new value into a temporary first, then write it
+    resolved = _resolve(targets, memo)
+    bodies: dict[Node, list[Node]] = {}
+    for _ in range(8):
+        nodes = toposort(resolved)
+        chosen = _materialized(resolved, nodes)
+        for n in list(chosen):
+            if n.op is Op.ASSIGN and _assign_reads_shifted(n, chosen):
+                chosen.add(n.src[1])  # compute the new value into a temporary first, then write it
+        order, conflicts = _kernel_order(nodes, chosen, bodies)
+        if not conflicts:
+            break
+        resolved = _snapshot_reads(resolved, conflicts, chosen)
+        bodies.clear()
+    else:
+        raise RuntimeError("schedule: assigns in one realize read each other's targets in a way that cannot be ordered")
     sched = Schedule()
     buffers: dict[Node, Buffer] = {}
-    order = _kernel_order(resolved, chosen)
 
     for n in order:
         if n.op is Op.COPY:
@@ -282,9 +342,10 @@ def create_schedule(targets: list[Node]) -> Schedule:
         else:
             out = Buffer(device_of(n) or Device_.DEFAULT, prod(n.shape), n.dtype)
         buffers[n] = out
-        sched.items.append(_kernel_item(n, out, chosen, buffers))
+        sched.items.append(_kernel_item(n, out, chosen, buffers, bodies[n]))
         sched.items[-1].overwrites = n.op is Op.ASSIGN
 
+    _record_assigns(order, buffers, memo)
     keep = {id(buffers[r]) for r in resolved if r in buffers}
     sched.temporaries = [b for n, b in buffers.items() if n.op is not Op.ASSIGN and id(b) not in keep]
     for t, r in zip(targets, resolved):
@@ -297,6 +358,22 @@ def create_schedule(targets: list[Node]) -> Schedule:
     return sched
 
 
+def _record_assigns(order: list[Node], buffers: dict[Node, Buffer], memo: dict[Node, Node]) -> None:
+    """Remember each buffer's last assign in this schedule as realized, so that a graph still holding the
+    ASSIGN node (a tensor assigned but realized only through another one) reads the buffer, never writes again."""
+    last: dict[int, Node] = {}
+    for n in order:
+        if n.op is Op.ASSIGN:
+            last[id(buffers[n])] = n
+    if not last:
+        return
+    original = {new: old for old, new in memo.items() if new.op is Op.ASSIGN}
+    for n in last.values():
+        buf = buffers[n]
+        view = buffer_view(Node(Op.BUFFER, buf.dtype, (), buf), n.shape)
+        record_realized(original.get(n, n), view, ((buf, buf.version),))
+
+
 def _buffer_for(n: Node, buffers: dict[Node, Buffer]) -> Buffer:
     if n in buffers:
         return buffers[n]
@@ -306,8 +383,11 @@ def _buffer_for(n: Node, buffers: dict[Node, Buffer]) -> Buffer:
     return buf_node.arg
 
 
-def _kernel_item(root: Node, out: Buffer, chosen: set[Node], buffers: dict[Node, Buffer]) -> KernelItem:
-    """Build the AST of the kernel computing ``root``: materialized inputs become PARAM placeholders."""
+def _kernel_item(
+    root: Node, out: Buffer, chosen: set[Node], buffers: dict[Node, Buffer], body: list[Node]
+) -> KernelItem:
+    """Build the AST of the kernel computing ``root``: materialized inputs become PARAM placeholders.
+    ``body`` is ``toposort_until(root, chosen)``."""
     value = root.src[-1] if root.op in (Op.CONTIGUOUS, Op.ASSIGN) else root
     params: dict[Buffer, Node] = {}
     bufs: list[Buffer] = [out]
@@ -321,7 +401,12 @@ def _kernel_item(root: Node, out: Buffer, chosen: set[Node], buffers: dict[Node,
             key = params[buf] = Node(Op.PARAM, dtype, (), (len(bufs) - 1, (buf.size,)))
         return key if shape == (buf.size,) else Node(Op.RESHAPE, dtype, (key,), shape)
 
-    order = [value] if value in chosen and value is not root else toposort_until(value, chosen)
+    if value in chosen and value is not root:
+        order = [value]
+    elif value is root or root.op is Op.CONTIGUOUS:
+        order = body if value is root else body[:-1]  # a CONTIGUOUS's body is its value's, then itself
+    else:
+        order = toposort_until(value, chosen)
     for n in order:
         if (n in chosen and n is not root) or n.op is Op.BUFFER:
             buf = buffers[n] if n in buffers else n.arg

@@ -166,3 +166,147 @@ def test_prod_grad_with_zeros_matches_torch():
     with batch():
         check(lambda a: a.prod(1), x, grad=True)
         check(lambda a: a.prod(), x, grad=True)
+
+
+# ---- backward through realized values and in-place ops ----
+
+
+def test_backward_after_realizing_an_intermediate():
+    def f(x, w):
+        y = (x @ w).relu()
+        if isinstance(y, Tensor):
+            y.realize()  # the realized view stands for its graph: backward still reaches x and w
+        z = y.exp() * 2
+        if isinstance(z, Tensor):
+            assert z.requires_grad
+            z.numpy()
+        return (z * y).sum(1)
+
+    check(f, (3, 4), (4, 5), grad=True, low=-1, high=1)
+
+
+def test_backward_after_item_and_realize_of_the_loss():
+    x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * x
+    y.realize()
+    loss = y.sum()
+    assert loss.item() == 14.0
+    loss.backward()
+    assert x.grad.tolist() == [2.0, 4.0, 6.0]
+
+
+def _inplace_chain(x, v):
+    y = x * 2
+    y[0] += v
+    y[1:, 1] = v[:2] * 3
+    y *= 3
+    y.clamp_(-1, 5)
+    y[y > 4] = 0.5  # a bool mask
+    return y
+
+
+def _inplace_after_realize(x, v):
+    y = x.sin()  # (torch refuses exp here: its backward reads the output, which the write changes)
+    if isinstance(y, Tensor):
+        y.realize()
+    y[1] = v * 3
+    y.add_(x)
+    return y
+
+
+def test_inplace_on_non_leaves_keeps_the_gradient():
+    with batch():
+        check(_inplace_chain, (3, 4), (4,), grad=True)
+        check(_inplace_after_realize, (3, 4), (4,), grad=True)
+
+
+def test_inplace_write_of_a_value_that_requires_grad():
+    def f(x):
+        buf = lib_zeros(x, (3,))
+        buf[1] = x[0] * 2
+        buf += x.sum()
+        return buf
+
+    check(f, (4,), grad=True)
+
+
+def lib_zeros(like, shape):
+    return torch.zeros(shape) if isinstance(like, torch.Tensor) else boltgrad.zeros(shape)
+
+
+def test_inplace_on_a_leaf_that_requires_grad():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    for op in (lambda: x.add_(1), lambda: x.__setitem__(0, 5.0), lambda: x.zero_(), lambda: x.uniform_()):
+        with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+            op()
+    with boltgrad.no_grad():
+        x += 1
+        x[0] = 10.0
+    assert x.tolist() == [10.0, 3.0] and x.is_leaf and x.requires_grad
+    x.assign(x * 0 + 4)  # assign on a leaf works (a deliberate difference from torch) and keeps the leaf
+    (x * 3).sum().backward()
+    assert x.tolist() == [4.0, 4.0] and x.grad.tolist() == [3.0, 3.0]
+
+
+def test_inplace_under_no_grad_keeps_the_tensors_graph():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    xt = torch.tensor([1.0, 2.0], requires_grad=True)
+    for lib_x, lib in ((x, boltgrad), (xt, torch)):
+        y = lib_x * 3
+        with lib.no_grad():
+            y.mul_(0.5)  # torch keeps y's grad_fn: the gradient is that of x * 3
+        (y * y).sum().backward()
+    assert y.requires_grad
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy())
+
+
+def test_integer_outputs_have_no_gradient():
+    x = Tensor([1.5, 2.5], requires_grad=True)
+    assert not (x * 2).long().requires_grad
+    with pytest.raises(RuntimeError, match="int64 tensor has no gradient"):
+        (x * 2).long().sum().backward()
+    with pytest.raises(RuntimeError, match="shape \\(2,\\).*y.backward\\(gradient\\)"):
+        (x * 2).backward()
+
+
+# ---- edge points: NaN where torch is finite (or infinite), and ties ----
+
+
+def test_edge_gradients_match_torch():
+    unit = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], np.float32)
+    zeros = np.zeros((2, 3), np.float32)
+    base = np.array([0.0, 0.0, 2.0, 0.0], np.float32)
+    expo = np.array([2.0, 0.0, 0.5, -1.0], np.float32)
+    with batch():
+        check(lambda x: x.asin(), unit, grad=True)
+        check(lambda x: x.acos(), unit, grad=True)
+        check(lambda x: x.atanh(), unit, grad=True)
+        check(lambda x: (x + 2).acosh(), unit, grad=True)
+        check(lambda x: x.sqrt(), np.array([0.0, 4.0], np.float32), grad=True)
+        check(lambda x: x.abs(), np.array([0.0, -1.0, 2.0], np.float32), grad=True)
+        check(lambda x: x.norm(), zeros, grad=True)
+        check(lambda x: x.norm(dim=1), np.array([[0.0, 0.0], [3.0, 4.0]], np.float32), grad=True)
+        check(lambda x: x.norm(p=3, dim=0), np.array([[0.0, 1.0], [0.0, -2.0]], np.float32), grad=True)
+        check(lambda x: x.std(1), np.array([[1.0, 1.0], [1.0, 2.0]], np.float32), grad=True)
+        check(lambda a, b: a**b, base, expo, grad=True)
+        check(lambda a: a**1.5, base, grad=True)
+        check(lambda b: 2.0**b, expo, grad=True)
+        check(lambda b: 0.0**b, expo, grad=True, torch_fn=lambda b: torch.pow(0.0, b))
+        check(lambda y, x: y.atan2(x), np.array([0.0, 1.0, 0.0], np.float32), np.array([0.0, 0.0, -2.0], np.float32),
+              grad=True)  # fmt: skip
+        check(lambda x: x.floor() + x.round(), np.array([1.5, -0.3], np.float32), grad=True)
+
+
+def test_tie_gradients_match_torch():
+    tied = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], np.float32)
+    with batch():
+        check(lambda x: x.max(), tied, grad=True)  # split between the ties
+        check(lambda x: x.amax(1), tied, grad=True)
+        check(lambda x: x.max(1)[0], tied, grad=True)  # all to the returned index
+        check(lambda x: x.min(1, keepdim=True)[0], tied, grad=True)
+        check(lambda a, b: a.maximum(b), tied, tied.T.copy().reshape(2, 3), grad=True)
+        check(lambda a, b: a.minimum(b), tied, np.full((2, 3), 2.0, np.float32), grad=True)
+        check(lambda x: x.clamp(1.0, 2.0), tied, grad=True)  # bounds included
+        check(lambda x: x.clamp(max=2.0), tied, grad=True)
+        check(lambda x, lo: x.clamp(min=lo), tied, np.full((3,), 2.0, np.float32), grad=True)
+        check(lambda x: x.relu() + (x - 2).relu(), tied, grad=True)  # relu at 0 passes nothing

@@ -396,12 +396,37 @@ def test_bad_input():
         x.one_hot(3)
 
 
-def test_tensor_index_out_of_range_reads_zero():
-    """Tensor indices are not checked (that would read them back): out of range reads 0, writes nothing."""
+def test_known_tensor_indices_are_bounds_checked():
+    """Index tensors already in host memory are checked like torch; the message names the index, dim and size."""
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    with pytest.raises(IndexError, match="^index 3 is out of bounds for dimension 0 with size 3"):
+        x[Tensor([0, 3])]
+    with pytest.raises(IndexError, match="^index -5 is out of bounds for dimension 1 with size 4"):
+        x[:, Tensor([[-5]])]
+    with pytest.raises(IndexError, match="index 4 is out of bounds for dimension 1 with size 4"):
+        x[Tensor([0]), Tensor([4])] = 1.0
+    with pytest.raises(IndexError, match="gather: index 4 is out of bounds for dimension 1 with size 4"):
+        x.gather(1, Tensor([[0], [4]]))
+    with pytest.raises(IndexError, match="gather: index -1 is out of bounds"):  # gather takes no negatives
+        x.gather(-1, Tensor([[-1]]))
+    with pytest.raises(IndexError, match="index_select: index 3 is out of bounds for dimension 0 with size 3"):
+        x.index_select(0, Tensor([3]))
+    with pytest.raises(IndexError, match="scatter_add: index 9 is out of bounds for dimension 0"):
+        x.scatter_add(0, Tensor([[9]]), x)
+    with pytest.raises(IndexError, match="scatter: index 3 is out of bounds"):
+        x.scatter(0, Tensor(np.array([[3]])), 0.0)
+    realized = (Tensor([1, 2]) * 2).realize()  # realized on the CPU: known too
+    with pytest.raises(IndexError, match="index 4 is out of bounds for dimension 1 with size 4"):
+        x[:, realized]
+    assert x[:, Tensor([-1, 0])].tolist() == [[3.0, 0.0], [7.0, 4.0], [11.0, 8.0]]  # negatives wrap, as in torch
+
+
+def test_lazy_tensor_index_out_of_range_reads_zero():
+    """A lazy index is not read back to check it: out of range reads 0 and writes nothing (torch raises)."""
     x = Tensor([1.0, 2.0, 3.0])
-    assert x[Tensor([5, -4, 1])].tolist() == [0.0, 0.0, 2.0]
+    assert x[Tensor([5, -4, 1]) * 1].tolist() == [0.0, 0.0, 2.0]
     y = Tensor([1.0, 2.0, 3.0])
-    y[Tensor([7, 0])] = 9.0
+    y[Tensor([7, 0]) + 0] = 9.0
     assert y.tolist() == [9.0, 2.0, 3.0]
 
 
