@@ -282,7 +282,10 @@ def _output_upcasts(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
         t.get(inner) == 1 and any(r in t for r in reduce_ranges) and all(t.get(r) != 1 for r in reduce_ranges)
         for t in loads
     )
-    if not strided:
+    # reduces too short for reduce lanes (a 3x3 convolution window) read a contiguous run along the innermost
+    # output dim just as well: several outputs per loop, their loads one (masked) vector
+    short = all(int(r.src[0].arg) < 32 for r in reduce_ranges)
+    if not strided and not (short and any(t.get(inner) == 1 for t in loads)):
         return []
     out = []
     j = _factor(inner.src[0].arg, (16, 8, 4, 2))

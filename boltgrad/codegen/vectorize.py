@@ -41,7 +41,8 @@ VECTOR_MASK_OPS = {Op.AND, Op.OR, Op.XOR, Op.NEG, Op.WHERE, Op.CMPLT, Op.CMPNE, 
 class Pack:
     """``width`` lanes computed by one vector statement (or expression).
 
-    kind: "splat" (every lane the same scalar), "load" (consecutive addresses), "gather" (built from scalar
+    kind: "splat" (every lane the same scalar), "load" (consecutive addresses), "mload" (consecutive addresses,
+    each lane read only where its mask is set), "gather" (built from scalar
     lanes), "alu" (a lane-wise op on packed sources), "acc" (vector accumulator), "update" (its update inside
     the loops), "read" (its value after them), "store" (consecutive addresses).
     """
@@ -171,9 +172,15 @@ class _Packer:
         op = first.op
         if op is Op.LOAD and not mask:
             valid = {n.src[2] if len(n.src) == 3 else None for n in lanes}
-            if len(valid) == 1 and _consecutive([n.src[1] for n in lanes]):
+            if not _consecutive([n.src[1] for n in lanes]):
+                return self._gather(lanes, mask)
+            if len(valid) == 1:
                 return Pack("load", lanes, False, anchor=self._anchor(lanes))
-            return self._gather(lanes, mask)
+            if None in valid:
+                return self._gather(lanes, mask)
+            # lanes valid one by one (a padded edge): a masked load, which reads no invalid lane
+            lane_mask = self.pack(tuple(n.src[2] for n in lanes))
+            return Pack("mload", lanes, False, (lane_mask,), anchor=self._anchor(lanes))
         if op is Op.ACC_READ:
             acc = self.acc_packs.get(tuple(n.src[0] for n in lanes))
             return Pack("read", lanes, False, (acc,)) if acc is not None else self._gather(lanes, mask)
@@ -243,6 +250,8 @@ class _Packer:
                 scalar_roots.extend(p.lanes)
             elif p.kind == "load":
                 scalar_roots.extend(p.lanes[0].src)
+            elif p.kind == "mload":
+                scalar_roots.extend(p.lanes[0].src[:2])
             elif p.kind == "store":
                 scalar_roots.extend(p.lanes[0].src[:2])
             if p.anchor >= 0 and p.kind not in ("splat", "read"):
@@ -280,7 +289,7 @@ def _has_vector_load(p: Pack) -> bool:
         if id(q) in seen:
             continue
         seen.add(id(q))
-        if q.kind in ("load", "read"):
+        if q.kind in ("load", "mload", "read"):
             return True
         stack.extend(q.srcs)
     return False

@@ -304,6 +304,9 @@ class _KernelWriter:
             value = f"bolt_load_f32x{p.width}({self.ref(first.src[0])} + {self.ref(first.src[1])})"
             if len(first.src) == 3:
                 value = f"({self.ref(first.src[2])} ? {value} : bolt_splat_f32x{p.width}(0.0f))"
+        elif p.kind == "mload":
+            ptr = f"{self.ref(first.src[0])} + {self.ref(first.src[1])}"
+            value = f"bolt_mload_f32x{p.width}({ptr}, {self.vexpr(p.srcs[0])})"
         elif p.kind == "gather":
             value = self.gather(p)
         else:
@@ -328,7 +331,22 @@ def _vector_helpers(widths: tuple[int, ...]) -> str:
             f"{inline} {f} bolt_select_{f[5:]}({i} m, {f} a, {f} b) {{ return ({f})((m & ({i})a) | (~m & ({i})b)); }}",
             f"{inline} {f} bolt_max_{f[5:]}({f} a, {f} b) {{ return bolt_select_{f[5:]}((a > b) | (a != a), a, b); }}",
         ]
+    out.append(_MASKED_LOADS)
     return "\n".join(out)
+
+
+# A masked load reads no lane whose mask is clear (no fault past a buffer's end); AVX has it as one instruction.
+_MASKED_LOADS = """#if defined(__AVX__)
+#define bolt_mload_f32x8(p, m) ((bolt_f32x8)__builtin_ia32_maskloadps256((const bolt_f32x8 *)(p), (m)))
+#define bolt_mload_f32x4(p, m) ((bolt_f32x4)__builtin_ia32_maskloadps((const bolt_f32x4 *)(p), (m)))
+#else
+static inline bolt_f32x8 bolt_mload_f32x8(const float *p, bolt_i32x8 m) {
+  bolt_f32x8 v; for (int i = 0; i < 8; i++) v[i] = m[i] ? p[i] : 0.0f; return v;
+}
+static inline bolt_f32x4 bolt_mload_f32x4(const float *p, bolt_i32x4 m) {
+  bolt_f32x4 v; for (int i = 0; i < 4; i++) v[i] = m[i] ? p[i] : 0.0f; return v;
+}
+#endif"""
 
 
 def _f2i_helpers() -> str:

@@ -181,6 +181,21 @@ def test_conv2d_forward_backward(stride, padding):
     )
 
 
+@pytest.mark.parametrize("width", [5, 8, 17, 32])
+def test_padded_conv_forward_matches_the_spec(width):
+    """Output lanes along the width read the input with a masked vector load at the padded edges."""
+    x, w = _arrays(width, (2, 3, 6, width), (4, 3, 3, 3))
+    got = _same_on_python(lambda x, w: F.conv2d(x, w, padding=1), x, w)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1).numpy()
+    _close(got, want, 27)
+
+
+def test_padded_conv_kernel_uses_masked_loads():
+    x, w = Tensor(np.ones((2, 3, 16, 16), np.float32)), Tensor(np.ones((4, 3, 3, 3), np.float32))
+    sources = _kernel_sources(F.conv2d(x, w, padding=1))
+    assert any("bolt_mload_f32x8" in src for src in sources)
+
+
 def test_mlp_training_gradients():
     check(
         lambda x, w1, w2: (x @ w1.T).relu() @ w2.T,
