@@ -30,7 +30,7 @@ from .jit import jit
 from .tensor import Tensor, synchronize
 from .tensor_create import bernoulli, manual_seed, multinomial, normal, randperm
 from .tensor_nn import einsum
-from .tensor_reduce import cat, stack
+from .tensor_reduce import cat, hstack, stack, vstack
 from .variable import Variable
 
 half = float16
@@ -51,6 +51,7 @@ eye = Tensor.eye
 rand = Tensor.rand
 randn = Tensor.randn
 randint = Tensor.randint
+linspace = Tensor.linspace
 
 
 def zeros_like(t: Tensor, dtype=None, device=None) -> Tensor:
@@ -111,14 +112,15 @@ erf erfc atan atan2 arctan arctan2 asin acos arcsin arccos sinh cosh asinh acosh
 cumsum cumprod any all norm count_nonzero bmm outer ger
 gather scatter scatter_add scatter_reduce index_select index_add index_fill index_put masked_fill masked_select
 masked_scatter nonzero take_along_dim tril triu diag diagonal sort argsort msort topk roll repeat_interleave
-tile""".split()
+tile std var logsumexp softmax log_softmax clone detach movedim moveaxis swapaxes swapdims""".split()
 for _name in _FUNCTIONS:
     globals()[_name] = _function_of(_name)
 del _name
 
 
 __all__ = [
-    "Tensor", "Variable", "Device", "DType", "stats", "manual_seed", "synchronize", "cat", "stack", "where", "matmul",
+    "Tensor", "Variable", "Device", "DType", "stats", "manual_seed", "synchronize", "cat", "stack", "hstack", "vstack",
+    "where", "matmul",
     "einsum", "randperm", "bernoulli", "multinomial", "normal",
     "CompileError", "DeviceLost", "DeviceUnavailable", "promote_types",
     "bool_", "int8", "uint8", "int16", "int32", "uint32", "int64", "float16", "bfloat16", "float32", "float64",

@@ -212,6 +212,16 @@ class Tensor(
     def dim(self) -> int:
         return self.ndim
 
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_float
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    def is_contiguous(self) -> bool:
+        """True: a boltgrad tensor has no strides; views become index arithmetic in the kernel that reads them."""
+        return True
+
     def numel(self) -> int:
         return prod(self.shape)
 
@@ -402,6 +412,39 @@ class Tensor(
     def copy_(self, src: Any) -> Tensor:
         return self._inplace(src)
 
+    def abs_(self) -> Tensor:
+        return self._inplace(self.abs())
+
+    def neg_(self) -> Tensor:
+        return self._inplace(-self)
+
+    def square_(self) -> Tensor:
+        return self._inplace(self.square())
+
+    def sqrt_(self) -> Tensor:
+        return self._inplace(self.sqrt())
+
+    def exp_(self) -> Tensor:
+        return self._inplace(self.exp())
+
+    def log_(self) -> Tensor:
+        return self._inplace(self.log())
+
+    def relu_(self) -> Tensor:
+        return self._inplace(self.relu())
+
+    def sigmoid_(self) -> Tensor:
+        return self._inplace(self.sigmoid())
+
+    def tanh_(self) -> Tensor:
+        return self._inplace(self.tanh())
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return self._inplace(self.pow(exponent))
+
+    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
+        return self._inplace(self.masked_fill(mask, value))
+
     def __iadd__(self, other: Any) -> Tensor:
         return self.add_(other)
 
@@ -416,6 +459,13 @@ class Tensor(
 
     def cpu(self) -> Tensor:
         return self.to("CPU")
+
+    def type(self, dtype: DType | str | None = None) -> Any:
+        """``x.type(dtype)`` casts; ``x.type()`` names the dtype (torch's ``'torch.FloatTensor'`` is not copied)."""
+        return self.dtype.name if dtype is None else self.cast(dtype)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.cast(other.dtype)
 
     def cast(self, dtype: DType | str) -> Tensor:
         dt = to_dtype(dtype)

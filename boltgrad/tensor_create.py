@@ -98,6 +98,24 @@ class CreationMixin:
     def empty(cls, *shape: Any, dtype: Any = None, device: str | None = None) -> Tensor:
         return cls.zeros(*shape, dtype=dtype, device=device)
 
+    def new_full(self, size: Sequence[int], fill_value: Any, dtype: Any = None, device: str | None = None) -> Tensor:
+        """A tensor of ``size`` filled with ``fill_value``, with this tensor's dtype and device by default."""
+        me: Tensor = self  # type: ignore[assignment]
+        return type(me).full(tuple(size), fill_value, dtype or me.dtype, device or me.device)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, device: str | None = None) -> Tensor:
+        return self.new_full(_shape_of(size), 0, dtype, device)
+
+    def new_ones(self, *size: Any, dtype: Any = None, device: str | None = None) -> Tensor:
+        return self.new_full(_shape_of(size), 1, dtype, device)
+
+    def new_empty(self, *size: Any, dtype: Any = None, device: str | None = None) -> Tensor:
+        return self.new_zeros(*size, dtype=dtype, device=device)
+
+    def new_tensor(self, data: Any, dtype: Any = None, device: str | None = None) -> Tensor:
+        me: Tensor = self  # type: ignore[assignment]
+        return type(me)(data, dtype=dtype or me.dtype, device=device or me.device)
+
     def zeros_like(self, dtype: Any = None, device: str | None = None) -> Tensor:
         return self.full_like(0, dtype=dtype, device=device)
 
@@ -133,6 +151,18 @@ class CreationMixin:
         ramp = cls._from_node(arange_node(count, dtypes.int64, Device_.canonicalize(device)))  # type: ignore
         out = ramp * step + start if (step != 1 or start != 0) else ramp
         return out.cast(dt)
+
+    @classmethod
+    def linspace(cls, start: float, end: float, steps: int, dtype: Any = None, device: str | None = None) -> Tensor:
+        """``steps`` values evenly spaced from start to end, both included (the upper half counted from end, as
+        torch does, so the last value is end exactly)."""
+        if steps < 0:
+            raise ValueError(f"linspace: steps must be non-negative, got {steps}")
+        dt = to_dtype(dtype) if dtype is not None else dtypes.default_float
+        work = dtypes.float64 if dt == dtypes.float64 else dtypes.float32
+        step = (end - start) / (steps - 1) if steps > 1 else 0.0
+        i = cls.arange(steps, device=device).cast(work)
+        return (i < steps // 2)._select(i * step + start, end - (steps - 1 - i) * step).cast(dt)
 
     @classmethod
     def eye(cls, n: int, m: int | None = None, dtype: Any = None, device: str | None = None) -> Tensor:

@@ -85,6 +85,26 @@ class MovementMixin:
         order[a], order[b] = order[b], order[a]
         return self.permute(order)
 
+    def swapaxes(self, axis0: int, axis1: int) -> Tensor:
+        return self.transpose(axis0, axis1)
+
+    def swapdims(self, dim0: int, dim1: int) -> Tensor:
+        return self.transpose(dim0, dim1)
+
+    def movedim(self, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+        """Move the dims ``source`` to the positions ``destination``; the other dims keep their order."""
+        me: Tensor = self  # type: ignore[assignment]
+        src = [self._axis(d) for d in ((source,) if isinstance(source, int) else source)]
+        dst = [self._axis(d) for d in ((destination,) if isinstance(destination, int) else destination)]
+        if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise ValueError(f"movedim: source {source} and destination {destination} must be as many distinct dims")
+        rest = iter(d for d in range(me.ndim) if d not in src)
+        placed = dict(zip(dst, src))
+        return self.permute([placed[i] if i in placed else next(rest) for i in range(me.ndim)])
+
+    def moveaxis(self, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+        return self.movedim(source, destination)
+
     @property
     def T(self) -> Tensor:  # noqa: N802 - torch's name
         me: Tensor = self  # type: ignore[assignment]
@@ -174,8 +194,15 @@ class MovementMixin:
             out = inside._select(out, value)
         return out
 
-    def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+    def split(self, split_size_or_sections: int | Sequence[int] | None = None, dim: int = 0, *,
+              split_size: int | Sequence[int] | None = None) -> tuple[Tensor, ...]:  # fmt: skip
+        """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the given sizes
+        (``split_size`` is the name torch's method uses, ``split_size_or_sections`` torch.split's)."""
         me: Tensor = self  # type: ignore[assignment]
+        if (split_size_or_sections is None) == (split_size is None):
+            raise TypeError("split: give the split size (or the sections) once")
+        if split_size_or_sections is None:
+            split_size_or_sections = split_size
         d = self._axis(dim)
         n = me.shape[d]
         if isinstance(split_size_or_sections, int):

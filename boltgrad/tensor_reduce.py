@@ -306,6 +306,17 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(d) for t in tensors], d)
 
 
+def hstack(tensors: Sequence[Tensor]) -> Tensor:
+    """cat along dim 1 (dim 0 for 1-d tensors), as torch.hstack."""
+    tensors = list(tensors)
+    return cat(tensors, 0 if tensors and tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors: Sequence[Tensor]) -> Tensor:
+    """cat along dim 0, 1-d tensors taken as rows, as torch.vstack."""
+    return cat([t.reshape(1, -1) if t.ndim <= 1 else t for t in tensors], 0)
+
+
 def sqrt_zero_grad(x: Tensor) -> Tensor:
     """sqrt(x) whose gradient is 0 where the result is 0 (torch's for norm and std at zero, not inf * 0)."""
     return with_gradient(x.sqrt(), (x,), _sqrt_zero_grad)

@@ -91,6 +91,13 @@ def as_contiguous_buffer(n: Node) -> Node | None:
 
 def device_of(n: Node) -> str:
     """The device a graph computes on: that of its buffers and constants; a COPY names its target device."""
+    x = n
+    while x.src and x.op is not Op.COPY:  # usually the first sources lead to a buffer or a constant's device
+        x = x.src[0]
+    if x.op is Op.BUFFER:
+        return x.arg.device
+    if x.op in (Op.COPY, Op.DEVICE):
+        return x.arg
     stack, seen = [n], set()
     while stack:
         x = stack.pop()
@@ -174,17 +181,17 @@ def _target_buffer(assign: Node) -> Buffer:
     return target.arg
 
 
-def _assign_reads_shifted(assign: Node, chosen: set[Node]) -> bool:
-    """Whether the value written by ``assign`` reads its own target at other positions than it writes.
+def _assign_reads_shifted(assign: Node, chosen: set[Node], body: list[Node]) -> bool:
+    """Whether the value written by ``assign`` reads its own target at other positions than it writes;
+    ``body`` is the assign's kernel body (``toposort_until(assign, chosen)``).
 
     Writing in place is safe when every read of the target is at the element being written: the target's
     buffer is read whole-shape and only elementwise ops sit above it.
     """
     target = _target_buffer(assign)
-    value = assign.src[1]
-    if value in chosen:
+    if assign.src[1] in chosen:
         return False
-    nodes = toposort_until(value, chosen)
+    nodes = [n for n in body if n is not assign]
     parents: dict[Node, list[Node]] = {}
     for n in nodes:
         for s in n.src:
@@ -209,7 +216,7 @@ def _kernel_order(
     nodes: list[Node], chosen: set[Node], bodies: dict[Node, list[Node]]
 ) -> tuple[list[Node], list[tuple[Node, Buffer]]]:
     """Materialized nodes in an order where inputs come first and every read of a buffer that an ASSIGN
-    overwrites runs before the ASSIGN. ``bodies`` receives each kernel's nodes (``toposort_until``).
+    overwrites runs before the ASSIGN. ``bodies`` has each kernel's nodes (``toposort_until``).
 
     Also returns the conflicts: (kernel, buffer) where the kernel reads the buffer's old value directly but must
     run after the ASSIGN that overwrites it (two assigns that read each other's target, as in a swap). The
@@ -219,12 +226,11 @@ def _kernel_order(
     deps: dict[Node, set[Node]] = {}
     reads: dict[Node, set[int]] = {}
     for c in first_seen:
-        body = bodies[c] = toposort_until(c, chosen)
+        body = bodies[c]
         deps[c] = {x for x in body if x in chosen and x is not c}
-        if c.op is Op.ASSIGN:  # an assign's target is written, not read (unless its value reads it too)
-            value = c.src[1]
-            body = [value] if value in chosen else toposort_until(value, chosen)
         reads[c] = {id(x.arg) for x in body if x.op is Op.BUFFER}
+        if c.op is Op.ASSIGN and not _value_reads_target(c, body):
+            reads[c].discard(id(_target_buffer(c)))  # an assign's target is written, not read
     conflicts: list[tuple[Node, Buffer]] = []
     for a in first_seen:
         if a.op is not Op.ASSIGN:
@@ -261,6 +267,18 @@ def _kernel_order(
             stack.append((n, True))
             stack.extend((d, False) for d in sorted(deps[n], key=position.__getitem__, reverse=True) if d not in done)
     return order, []
+
+
+def _value_reads_target(assign: Node, body: list[Node]) -> bool:
+    """Whether the value of ``assign`` reads its target; ``body`` is the assign's kernel body."""
+    view = assign.src[0]
+    for n in body:
+        if n is assign or n is view:
+            continue
+        for s in n.src:
+            if s is view or (s.op is Op.BUFFER and s is as_contiguous_buffer(view)):
+                return True
+    return False
 
 
 def _snapshot_reads(resolved: list[Node], conflicts: list[tuple[Node, Buffer]], chosen: set[Node]) -> list[Node]:
@@ -312,18 +330,18 @@ def _depends_on(node: Node, other: Node, deps: dict[Node, set[Node]]) -> bool:
 def create_schedule(targets: list[Node]) -> Schedule:
     memo: dict[Node, Node] = {}
     resolved = _resolve(targets, memo)
-    bodies: dict[Node, list[Node]] = {}
     for _ in range(8):
         nodes = toposort(resolved)
         chosen = _materialized(resolved, nodes)
-        for n in list(chosen):
-            if n.op is Op.ASSIGN and _assign_reads_shifted(n, chosen):
-                chosen.add(n.src[1])  # compute the new value into a temporary first, then write it
+        bodies = {c: toposort_until(c, chosen) for c in chosen}
+        shifted = [c for c in chosen if c.op is Op.ASSIGN and _assign_reads_shifted(c, chosen, bodies[c])]
+        if shifted:
+            chosen.update(c.src[1] for c in shifted)  # compute the new value into a temporary first, then write it
+            bodies = {c: toposort_until(c, chosen) for c in chosen}
         order, conflicts = _kernel_order(nodes, chosen, bodies)
         if not conflicts:
             break
         resolved = _snapshot_reads(resolved, conflicts, chosen)
-        bodies.clear()
     else:
         raise RuntimeError("schedule: assigns in one realize read each other's targets in a way that cannot be ordered")
     sched = Schedule()
@@ -403,10 +421,15 @@ def _kernel_item(
 
     if value in chosen and value is not root:
         order = [value]
-    elif value is root or root.op is Op.CONTIGUOUS:
-        order = body if value is root else body[:-1]  # a CONTIGUOUS's body is its value's, then itself
-    else:
-        order = toposort_until(value, chosen)
+    elif value is root:
+        order = body
+    elif root.op is Op.CONTIGUOUS:
+        order = body[:-1]  # a CONTIGUOUS's body is its value's, then itself
+    elif _value_reads_target(root, body):
+        order = body[:-1]
+    else:  # an assign's body lists its target's view first; the value does not read it
+        view = root.src[0]
+        order = [n for n in body[:-1] if n is not view and n is not view.src[0]] if view.src else body[1:-1]
     for n in order:
         if (n in chosen and n is not root) or n.op is Op.BUFFER:
             buf = buffers[n] if n in buffers else n.arg

@@ -397,3 +397,19 @@ def test_movement_is_lazy_views():
     assert y.shape == (2, 2, 8)
     want = F.pad(torch.from_numpy(ARANGE_234).permute(2, 0, 1).reshape(4, 6).flip(0)[1:3], (1, 1)).expand(2, 2, 8)
     np.testing.assert_array_equal(y.numpy(), want.numpy())
+
+
+def test_torch_aliases_and_keywords():
+    with batch():
+        check(lambda x: x.swapaxes(0, 2), ARANGE_234)
+        check(lambda x: x.swapdims(-1, 0), ARANGE_234)
+        check(lambda x: x.movedim(0, -1), ARANGE_234, grad=True)
+        check(lambda x: x.movedim((0, 1), (2, 0)), ARANGE_234)
+        check(lambda x: lib(x).moveaxis(x, 2, 0), ARANGE_234)
+        check(lambda x: x.split(split_size=2, dim=2), ARANGE_234)
+        check(lambda x: lib(x).split(x, [1, 2], dim=1), ARANGE_234)
+        check(lambda x: lib(x).hstack([x, x * 2]), ARANGE_234)
+        check(lambda x: lib(x).vstack([x[0, 0], x[1, 1]]), ARANGE_234)
+        check(lambda x: lib(x).hstack([x[0, 0], x[1, 1]]), ARANGE_234)
+    with pytest.raises(ValueError, match="distinct"):
+        Tensor(ARANGE_234).movedim((0, 0), (1, 2))

@@ -684,3 +684,24 @@ def test_ragged_and_unsupported_data():
 def test_mixing_devices_is_an_error():
     with pytest.raises(RuntimeError):
         Tensor([1.0], device="CPU") + Tensor([1.0], device="PYTHON")
+
+
+def test_more_torch_names():
+    with batch():
+        for args in [(0, 1, 5), (-2.0, 3.0, 7), (1, 1, 1), (0, 1, 0), (5, -5, 4)]:
+            check(lambda: lib_of_torch().linspace(*args), torch_fn=lambda: torch.linspace(*args))
+        check(lambda x: x.new_zeros(2, 3), (4,), torch_fn=lambda x: x.new_zeros(2, 3))
+        check(lambda x: [x.new_ones((2,)), x.new_full((3,), 7.0), x.new_tensor([1.0, 2.0]), x.type_as(x.long())], (4,))
+        check(lambda x: x.clone().abs_().neg_().exp_().sqrt_(), (3, 4))
+        check(lambda x: x.clone().sigmoid_().tanh_().square_().pow_(2), (3, 4))
+        check(lambda x: x.clone().relu_().masked_fill_(x > 1, 0.5), (3, 4))
+        check(lambda x: lib(x).pow(2.0, x), (3,))
+        check(lambda x: [lib(x).std(x, 1), lib(x).var(x), lib(x).logsumexp(x, 0), lib(x).softmax(x, 1)], (3, 4))
+    x = Tensor([1.0, 2.0])
+    assert x.is_floating_point() and not x.long().is_floating_point()
+    assert x.element_size() == 4 and x.half().element_size() == 2 and x.is_contiguous()
+    assert x.type() == "float32" and x.type(boltgrad.int32).dtype == boltgrad.int32
+
+
+def lib_of_torch():
+    return boltgrad
