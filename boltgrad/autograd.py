@@ -150,23 +150,31 @@ def _unknown_edges(n: Node) -> tuple[Node, ...]:
 
 
 def needs_grad(node: Node) -> bool:
-    """Whether a gradient can flow from this node to some leaf that requires grad.
+    """Whether a gradient can flow from this node to some leaf that requires grad (integer and bool values carry
+    none, as in torch).
 
-    Memoised per node, and the walk stops at nodes already known, so asking about each new op as it is built
-    costs O(1) (the sources of a new op were asked about when they were built)."""
+    Memoised per node, and the walk stops at nodes already known, so each node is looked at once: asking about
+    every op as it is built costs O(1) per op, not a walk of the whole graph."""
     hit = _needs.get(node)
     if hit is not None:
         return hit
-    edges = _edges(node)
-    known = [_needs.get(s) for s in edges]
+    known = [_needs.get(s) for s in _edges(node)]
     if None not in known:  # the usual case: a new op on known sources
-        _needs[node] = node.dtype.is_float and (any(known) or leaf_tensor(node) is not None)
-        return _needs[node]
+        hit = node.dtype.is_float and (any(known) or leaf_tensor(node) is not None)
+        _needs[node] = hit
+        return hit
+    # (a local table: a dying leaf's weakref callback may clear the memo during the walk)
+    found: dict[Node, bool] = {}
     for n in toposort(node, children=_unknown_edges):
-        if n not in _needs:
-            # integer and bool values carry no gradient, as in torch
-            _needs[n] = n.dtype.is_float and (leaf_tensor(n) is not None or any(_needs[s] for s in _edges(n)))
-    return _needs[node]
+        hit = _needs.get(n)
+        if hit is None:
+            srcs = _edges(n)
+            hit = n.dtype.is_float and (
+                leaf_tensor(n) is not None or any(found[s] if s in found else needs_grad(s) for s in srcs)
+            )
+        found[n] = hit
+    _needs.update(found)
+    return found[node]
 
 
 # ---- gradient rules, one per primitive ----

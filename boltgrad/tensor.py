@@ -354,7 +354,8 @@ class Tensor(
 
         Autograd, as torch's in-place ops: with grad enabled, when this tensor requires grad (and is not a leaf)
         or ``value`` does, the assign makes a new version of the tensor whose graph is ``value``'s, so
-        gradients flow through it; nothing is written in place then. On a leaf that requires grad (optimizers
+        gradients flow through it; nothing is written in place then (so write state that must stay in place, such
+        as a KV cache, under ``no_grad()`` or from values that need no grad). On a leaf that requires grad (optimizers
         update parameters this way; torch forbids it) and under ``no_grad()`` the value is written and autograd
         keeps seeing the tensor as it was: a leaf stays that leaf.
         """

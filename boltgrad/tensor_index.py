@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .helpers import prod
 from .ir import dtypes
 from .ir.node import Node
-from .tensor_gather import arange_like, check_bounds, inverse_permutation, scatter_last, take_along
+from .tensor_gather import arange_like, check_bounds, inverse_permutation, known_range, scatter_last, take_along
 from .tensor_math import broadcast_shape
 from .tensor_movement import slice_dim, unslice_dim
 
@@ -408,7 +408,8 @@ class IndexMixin:
 
     def one_hot(self, num_classes: int = -1) -> Tensor:
         """int64 tensor of shape x.shape + (num_classes,) with a 1 at each value of x. Without num_classes it
-        is max(x) + 1, which realizes x. Values outside [0, num_classes) give all-zero rows (torch raises)."""
+        is max(x) + 1, which realizes x. Values outside [0, num_classes) raise as in torch when x is in host
+        memory (see ``tensor_gather``); a lazy x gives all-zero rows for them instead."""
         me: Tensor = self  # type: ignore[assignment]
         if not me.dtype.is_int:
             raise TypeError(f"one_hot: expected an integer tensor, got {me.dtype.name}")
@@ -416,6 +417,11 @@ class IndexMixin:
             if me.numel() == 0:
                 raise ValueError("one_hot: cannot infer the number of classes from an empty tensor; pass num_classes")
             num_classes = int(me.max().item()) + 1
+        known = known_range(me)
+        if known is not None and known[0] < 0:
+            raise RuntimeError(f"one_hot: class values must be non-negative, got {known[0]}")
+        if known is not None and known[1] >= num_classes:
+            raise RuntimeError(f"one_hot: class values must be below num_classes ({num_classes}), got {known[1]}")
         return (me.cast(dtypes.int64).unsqueeze(-1) == arange_like(me, num_classes)).cast(dtypes.int64)
 
     def repeat_interleave(self, repeats: Any, dim: int | None = None, *, output_size: int | None = None) -> Tensor:

@@ -310,3 +310,24 @@ def test_tie_gradients_match_torch():
         check(lambda x: x.clamp(max=2.0), tied, grad=True)
         check(lambda x, lo: x.clamp(min=lo), tied, np.full((3,), 2.0, np.float32), grad=True)
         check(lambda x: x.relu() + (x - 2).relu(), tied, grad=True)  # relu at 0 passes nothing
+
+
+def test_requires_grad_of_a_new_op_does_not_walk_the_graph(monkeypatch):
+    """needs_grad is memoised per node: an op on known sources is answered without a walk (was one per op)."""
+    from boltgrad import autograd
+
+    x = Tensor([1.0], requires_grad=True)
+    y = x * 2
+    assert y.requires_grad
+    walks = []
+    real = autograd.toposort
+    monkeypatch.setattr(autograd, "toposort", lambda *a, **k: walks.append(1) or real(*a, **k))
+    with boltgrad.no_grad():  # every op asks whether its result needs grad, to detach it
+        z = y
+        for _ in range(300):
+            z = z * 1.5 + 1
+    assert not z.requires_grad and len(walks) <= 2, len(walks)
+    w = y
+    for _ in range(300):
+        w = w * 1.5 + 1
+    assert w.requires_grad and len(walks) <= 4, len(walks)

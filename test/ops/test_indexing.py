@@ -419,6 +419,10 @@ def test_known_tensor_indices_are_bounds_checked():
     with pytest.raises(IndexError, match="index 4 is out of bounds for dimension 1 with size 4"):
         x[:, realized]
     assert x[:, Tensor([-1, 0])].tolist() == [[3.0, 0.0], [7.0, 4.0], [11.0, 8.0]]  # negatives wrap, as in torch
+    with pytest.raises(RuntimeError, match="below num_classes \\(3\\), got 3"):
+        Tensor([0, 3]).one_hot(3)
+    with pytest.raises(RuntimeError, match="non-negative, got -1"):
+        Tensor([-1, 0]).one_hot(3)
 
 
 def test_lazy_tensor_index_out_of_range_reads_zero():
