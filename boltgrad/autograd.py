@@ -342,6 +342,18 @@ def _flip(n, x, out, g):
     return (g.flip([i for i, f in enumerate(n.arg) if f]),)
 
 
+@rule(Op.GATHER)
+def _gather(n, x, out, g):
+    """A scatter-add of the gradient back to the gathered positions, as a one-hot reduction over the index's
+    extent on ``dim`` (the graph has no data-dependent store)."""
+    from .tensor_gather import scatter_add_along
+
+    grad = scatter_add_along(g, n.arg, x[1], x[0].shape[n.arg])  # the index's extent outside dim
+    if grad.shape != x[0].shape:
+        grad = grad.pad([(0, s - t) for s, t in zip(x[0].shape, grad.shape)])
+    return grad, None
+
+
 def _is_constant(n: Node) -> bool:
     while n.op in (Op.EXPAND, Op.RESHAPE):
         n = n.src[0]

@@ -1,11 +1,11 @@
-"""Gathers and scatters along a dim, and the one-hot reductions that every data-dependent read and write is.
+"""Gathers and scatters along a dim.
 
-The graph has no primitive that loads from a data-dependent address, so a gather is a *one-hot reduction*:
-``out[b] = sum_j where(index[b] == j, x[j], 0)``, one fused kernel with an inner loop over the indexed dim.
-Reading ``m`` positions of a dim of size ``n`` costs O(m * n) compute (memory traffic is only that of x, the
-index and the output). A scatter is the same reduction the other way round, ``new[j] = combine over b with
-index[b] == j of src[b]``, also O(m * n). Gradients come from the WHERE and the reduction: the gradient of a
-gather is a scatter-add, and the other way round.
+A read at data-dependent positions is the GATHER primitive: each output element loads its index and then the
+element it names, O(1) per element, fused with whatever computes the source and whatever reads the result
+(an embedding lookup, ``x[idx]``, ``gather``, ``index_select``). The graph has no data-dependent *store*, so a
+scatter is a *one-hot reduction*: ``new[j] = combine over b with index[b] == j of src[b]``, one fused kernel,
+O(m * n) for m sources into a dim of size n. The gradient of a gather is such a scatter-add, and the gradient
+of a scatter flows through its WHERE and reduction.
 
 Index tensors whose values are known are bounds-checked, with torch's IndexError: those already realized in
 host memory (made from Python lists or numpy arrays, or realized on the CPU or PYTHON device). An index that is
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .ir import dtypes
 from .ir.node import Node
+from .ir.ops import Op
 from .schedule.schedule import as_contiguous_buffer
 from .tensor_create import arange_node
 from .tensor_math import broadcast_shape
@@ -75,15 +76,33 @@ def _pick(hits: Tensor, values: Tensor, dtype: dtypes.DType) -> Tensor:
     return hits._select(values, values._const_like(0, shape=())).sum(-1).cast(dtype)
 
 
+def gather_node(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """The GATHER primitive: ``out[i] = x[i with i[dim] = index[i]]``, shape index.shape (same rank as x, no
+    larger outside ``dim``); an index outside [0, n) reads 0."""
+    return x._from_node(Node(Op.GATHER, x.dtype, (x.node, index.node), dim))
+
+
 def take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:
     """``x[..., index, ...]`` with an int tensor ``index`` of any shape on ``dim``: the result has shape
-    ``x.shape[:dim] + index.shape + x.shape[dim+1:]``; an index outside [0, n) reads 0. O(numel(out) * n)."""
-    n = x.shape[dim]
-    pre, post = x.shape[:dim], x.shape[dim + 1 :]
-    hits = index.cast(dtypes.int64).unsqueeze(-1) == arange_like(x, n)  # index.shape + (n,)
-    hits = hits.reshape((1,) * len(pre) + index.shape + (1,) * len(post) + (n,))
-    moved = x.permute([d for d in range(x.ndim) if d != dim] + [dim])
-    return _pick(hits, moved.reshape(pre + (1,) * index.ndim + post + (n,)), x.dtype)
+    ``x.shape[:dim] + index.shape + x.shape[dim+1:]``; an index outside [0, n) reads 0. One GATHER: each output
+    element loads its index, then the element of x it names (x may be a lazy expression; it is evaluated only
+    at the gathered positions)."""
+    if index.ndim == 0:
+        return take_along(x, dim, index.reshape(1)).reshape(x.shape[:dim] + x.shape[dim + 1 :])
+    n, pre, post, k = x.shape[dim], x.shape[:dim], x.shape[dim + 1 :], index.ndim
+    xs = x.reshape(pre + (1,) * (k - 1) + (n,) + post).expand(pre + index.shape[:-1] + (n,) + post)
+    idx = index.reshape((1,) * len(pre) + index.shape + (1,) * len(post)).expand(pre + index.shape + post)
+    return gather_node(xs, len(pre) + k - 1, idx)
+
+
+def scatter_add_along(g: Tensor, dim: int, index: Tensor, n: int) -> Tensor:
+    """The gradient of a GATHER on ``dim`` of a source of extent ``n`` there: ``out[.., j, ..]`` is the sum of
+    ``g`` over the positions whose index is j (g and index have one shape). A one-hot reduction over the
+    index's extent, O(numel(g) * n)."""
+    order = [i for i in range(g.ndim) if i != dim] + [dim]
+    gm, im = g.permute(order), index.permute(order)  # (..., m)
+    hits = arange_like(g, n).unsqueeze(-1) == im.cast(dtypes.int64).unsqueeze(-2)  # (..., n, m)
+    return _pick(hits, gm.unsqueeze(-2), g.dtype).permute(inverse_permutation(order))
 
 
 def scatter_last(x: Tensor, index: Tensor, src: Tensor, reduce: str | None, include_self: bool) -> Tensor:
@@ -195,11 +214,7 @@ class GatherMixin:
         d = me._axis(dim)
         _check_sizes("gather", me, index, d)
         check_bounds(index, me.shape[d], d, "gather")
-        region = me.shrink([None if i == d else (0, s) for i, s in enumerate(index.shape)])
-        order = [i for i in range(me.ndim) if i != d] + [d]
-        moved, idx = region.permute(order), index.permute(order)  # (..., n), (..., m)
-        hits = idx.cast(dtypes.int64).unsqueeze(-1) == arange_like(me, me.shape[d])  # (..., m, n)
-        return _pick(hits, moved.unsqueeze(-2), me.dtype).permute(inverse_permutation(order))
+        return gather_node(me, d, index)
 
     def take_along_dim(self, indices: Tensor, dim: int | None = None) -> Tensor:
         """``gather`` with x and indices broadcast against each other outside ``dim``; without dim, over the

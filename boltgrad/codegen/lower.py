@@ -103,6 +103,8 @@ class _Lowerer:
             return self.lower(n.src[0], src_idx, valid)
         if op is Op.PAD:
             return self._lower_pad(n, idx, valid)
+        if op is Op.GATHER:
+            return self._lower_gather(n, idx, valid)
         if op is Op.REDUCE:
             return self._lower_reduce(n, idx, valid)
         raise NotImplementedError(f"codegen cannot lower {op.name} inside a kernel")
@@ -122,6 +124,18 @@ class _Lowerer:
         inner_valid = cond if valid is None else valid.logical_and(cond)
         value = self.lower(n.src[0], tuple(src_idx), inner_valid)
         return cond.where(value, const(reduce_identity(Op.ADD, n.dtype), n.dtype))
+
+    def _lower_gather(self, n: Node, idx: tuple[Node, ...], valid: Node | None) -> Node:
+        """The index tensor is loaded at this output position and its value becomes the source's index on
+        ``dim``; a value outside the source reads nothing (the load is guarded) and gives 0."""
+        dim, size = n.arg, n.src[0].shape[n.arg]
+        pos = self.lower(n.src[1], idx, valid)
+        pos = pos if pos.dtype == int64 else pos.cast(int64)
+        inside = simplify(const(-1).lt(pos).logical_and(pos.lt(size)))
+        src_idx = idx[:dim] + (pos,) + idx[dim + 1 :]
+        inner_valid = inside if valid is None else valid.logical_and(inside)
+        value = self.lower(n.src[0], src_idx, inner_valid)
+        return inside.where(value, const(reduce_identity(Op.ADD, n.dtype), n.dtype))
 
     def _lower_reduce(self, n: Node, idx: tuple[Node, ...], valid: Node | None) -> Node:
         rop, axes = n.arg

@@ -186,6 +186,8 @@ def _infer_shape(n: Node) -> tuple[int, ...]:
         return tuple(e - b for b, e in n.arg)
     if op is Op.FLIP:
         return n.src[0].shape
+    if op is Op.GATHER:
+        return n.src[1].shape
     return ()
 
 

@@ -44,6 +44,9 @@ class Op(Enum):
     PAD = auto()
     SHRINK = auto()
     FLIP = auto()
+    # a data-dependent read: src = (x, index), arg = dim; out[i] = x[i with i[dim] replaced by index[i]], so the
+    # shape is the index's (x has the same rank; its other dims are at least as large); outside [0, n) reads 0
+    GATHER = auto()
     # buffers and values
     BUFFER = auto()  # arg = a device Buffer; shape (size,)
     CONST = auto()  # arg = a Python scalar; shape (); src = (DEVICE,) in tensor graphs

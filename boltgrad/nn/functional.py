@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import where
 from ..tensor import Tensor
+from ..tensor_gather import check_bounds, take_along
 from .conv import conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d, unfold
 from .losses import (
     binary_cross_entropy,
@@ -286,8 +287,9 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:  # fmt: skip
     """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input`` -> (*input.shape, dim).
 
-    The row at ``padding_idx`` gets no gradient. Written as a masked sum over the rows (fused into one kernel);
-    an index out of range gives NaN.
+    The row at ``padding_idx`` gets no gradient. A gather: each output element loads its index and the weight
+    element it names, fused with whatever computes the weight (dequantization) and whatever reads the rows.
+    Known indices are bounds-checked; an index out of range that could not be checked gives NaN.
     """
     if input.dtype.is_float:
         raise RuntimeError(f"embedding: expected integer indices, got {input.dtype.name}")
@@ -302,8 +304,8 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
             raise ValueError(f"embedding: padding_idx {padding_idx} must be within num_embeddings ({rows})")
         is_padding = (row_ids == padding_idx % rows).unsqueeze(-1)
         weight = weight.detach().where(is_padding, weight)  # same values; no gradient for the padding row
-    hit = (input.unsqueeze(-1) == row_ids).unsqueeze(-1)  # (..., rows, 1)
-    out = weight.where(hit, 0).sum(-2)  # (..., dim): exactly one row is nonzero
+    check_bounds(input, rows, 0, "embedding")
+    out = take_along(weight, 0, input)  # (..., dim): one gathered load per element
     in_range = ((input >= 0) & (input < rows)).unsqueeze(-1)
     return out.where(in_range, math.nan)
 

@@ -149,7 +149,8 @@ def _materialized(targets: list[Node], nodes: list[Node]) -> set[Node]:
             chosen.add(n.src[0])  # a copy moves a whole buffer
         if n.op is Op.REDUCE and parents.get(n, 0) > 1:
             chosen.add(n)
-    # a reduce read through an EXPAND from its kernel's root would be recomputed per broadcast element
+    # a reduce read through an EXPAND (or as the source of a GATHER) from its kernel's root would be recomputed
+    # per broadcast (or gathered) element
     roots = list(chosen)
     seen: set[tuple[Node, bool]] = set()
     while roots:
@@ -170,7 +171,7 @@ def _materialized(targets: list[Node], nodes: list[Node]) -> set[Node]:
                 roots.append(n)
                 continue
             passes_expand = expanded or n.op is Op.EXPAND
-            stack.extend((s, passes_expand) for s in n.src)
+            stack.extend((s, passes_expand or (n.op is Op.GATHER and i == 0)) for i, s in enumerate(n.src))
     return chosen
 
 
