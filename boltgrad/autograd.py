@@ -417,3 +417,18 @@ def backward(root: Tensor, gradient: Tensor | None) -> None:
             if sg is None or not needs_grad(s):
                 continue
             grads.setdefault(s, []).append(sg.cast(s.dtype) if s.dtype.is_float else sg)
+    _pending_roots.append(weakref.ref(root))
+
+
+# Roots of backward() calls, taken by the next realize: a loss read after the optimizer step (``loss.backward();
+# opt.step(); loss.item()``) is then computed in the same schedule as the gradients and shares the forward
+# kernels with them, instead of running the forward pass a second time. Its value is that of the weights
+# before the step: the schedule runs every read of a buffer before the assign that overwrites it.
+_pending_roots: list[weakref.ref] = []
+
+
+def take_pending_roots() -> list[Tensor]:
+    global _pending_roots
+    roots = [t for t in (r() for r in _pending_roots) if t is not None]
+    _pending_roots = []
+    return roots

@@ -104,8 +104,7 @@ class Tensor(
 ):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
-    # _graph is unused (a realized view now stands for its graph in autograd); variable.py still sets it
-    __slots__ = ("node", "_leaf_grad", "grad", "_graph", "__weakref__")
+    __slots__ = ("node", "_leaf_grad", "grad", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(
@@ -269,6 +268,7 @@ class Tensor(
 
     @staticmethod
     def realize_all(tensors: Sequence[Tensor]) -> None:
+        tensors = [*tensors, *autograd.take_pending_roots()]  # a loss goes with its gradients (autograd.py)
         todo = list(
             {id(t): t for t in tensors if as_contiguous_buffer(t.node) is None or t.node.op is Op.ASSIGN}.values()
         )

@@ -170,8 +170,7 @@ def _run(args: argparse.Namespace) -> int:
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
-        loss.realize()  # the loss of these weights, before the step changes them
-        opt.step()
+        opt.step()  # the loss is computed with the update, from the weights before it (see autograd.backward)
         return loss
 
     step_fn = boltgrad.jit(train_step) if args.jit else train_step

@@ -166,13 +166,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
 
 
 def _norm(x: Tensor, p: float, dim: Any) -> Tensor:
-    if p == 2:
-        return x.square().sum(dim, keepdim=True).sqrt()
-    if p == 1:
-        return x.abs().sum(dim, keepdim=True)
-    if p == float("inf"):
-        return x.abs().amax(dim, keepdim=True)
-    return x.abs().pow(p).sum(dim, keepdim=True).pow(1.0 / p)
+    return x.norm(p, dim, keepdim=True)  # Tensor.norm has torch's gradient at a zero vector (0, not NaN)
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:  # noqa: A002

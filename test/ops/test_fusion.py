@@ -156,3 +156,29 @@ def test_null_device_schedules_without_running():
     assert count_kernels((x - x.max(1, keepdim=True)[0]).exp()) == 2
     assert count_kernels(x.T.reshape(3, 8).flip(0) * 2, x.sum(0)) == 2
     assert out.shape == () and out.device == "NULL"
+
+
+def test_training_step_is_a_bounded_number_of_kernels_and_the_loss_rides_along():
+    """An MLP step (forward, backward, Adam) is a fixed, small number of kernels; the loss read after the step
+    was computed in the same schedule as the gradients (no second forward pass)."""
+    import numpy as np
+
+    from boltgrad import nn, optim
+    from boltgrad.nn import functional as F
+
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    x = Tensor(np.random.default_rng(0).standard_normal((32, 784)).astype(np.float32))
+    y = Tensor(np.arange(32) % 10)
+    counts = []
+    for _ in range(3):
+        stats.reset()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        before_read = stats.kernels
+        value = loss.item()
+        assert stats.kernels == before_read, "reading the loss after the step ran kernels again"
+        counts.append(stats.kernels)
+    assert value > 0 and counts[1] == counts[2] <= 30, counts
