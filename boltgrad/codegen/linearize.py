@@ -4,7 +4,7 @@ Every node is placed inside exactly the loops it depends on, so loop-invariant w
 normalising constant) is hoisted out of inner loops. A REDUCE becomes an accumulator declared before its
 loops, updated inside them and read after them:
 
-    ACC            acc = identity
+    ACC            acc = identity (or the value a blocked reduce continues from)
     RANGE r        for r in range(n):
       ...body...
       ACC_UPDATE     acc = acc <op> body
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from ..ir.dtypes import DType, int64
 from ..ir.node import Node, const, toposort
 from ..ir.ops import Op
+from .blocking import reduce_parts
 from .lower import LoweredKernel, reduce_identity
 
 
@@ -44,8 +45,10 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
     for n in store.toposort():
         new_src = tuple(memo[s] for s in n.src)
         if n.op is Op.REDUCE:
-            body, ranges = new_src[0], n.src[1:]
-            acc = Node(Op.ACC, n.dtype, (const(reduce_identity(n.arg, n.dtype), n.dtype),), (len(reduces), n.arg))
+            _, init, ranges = reduce_parts(n)
+            body = memo[n.src[0]]
+            start = memo[init] if init is not None else const(reduce_identity(n.arg, n.dtype), n.dtype)
+            acc = Node(Op.ACC, n.dtype, (start,), (len(reduces), n.arg))
             update = Node(Op.ACC_UPDATE, n.dtype, (acc, body), n.arg)
             reduces[acc] = (ranges, update)
             memo[n] = Node(Op.ACC_READ, n.dtype, (acc,))
@@ -145,3 +148,13 @@ def _nested_in(inner: tuple[Node, ...], outer: tuple[Node, ...], groups: dict, d
             return True
         cur = parents[0] if parents else None
     return False
+
+
+def program_text(lin: LinearProgram) -> str:
+    """A text that changes whenever the kernel's code would (names kernels; keys the search's results)."""
+    index = {n: i for i, n in enumerate(lin.instructions)}
+    parts = []
+    for n in lin.instructions:
+        srcs = ",".join(str(index[s]) if s in index else f"{s.op.name}:{s.arg!r}:{s.dtype.name}" for s in n.src)
+        parts.append(f"{n.op.name}:{n.dtype.name}:{n.arg!r}:{srcs}")
+    return ";".join(parts) + "|" + ",".join(d.name for d in lin.params) + ("|fma" if lin.meta.get("contract") else "")

@@ -20,6 +20,7 @@ from ..ir.node import Node, const
 from ..ir.ops import ALU, Op
 from ..ir.rewrite import substitute
 from ..ir.symbolic import affine_terms, simplify
+from .blocking import KernelOpts, block_reduce
 
 
 @dataclass
@@ -231,40 +232,57 @@ def _count_divmod(n: Node) -> int:
     return sum(1 for x in n.toposort() if x.op in (Op.IDIV, Op.MOD) and x.dtype == int64)
 
 
-def lower_kernel(ast: Node) -> LoweredKernel:
+def lower_kernel(ast: Node, opts: KernelOpts | None = None) -> LoweredKernel:
     """ast = STORE(PARAM output, value) at tensor level, as the scheduler builds it.
 
     Two register-level choices are made from the loads' index expressions: a reduce whose loads are contiguous
     along its loop keeps several accumulators over that loop (``reduce_lanes``); a reduce whose loads are
     strided along its loop but contiguous along the innermost output dim computes several outputs per loop
     instead (an output upcast), so each iteration reads a contiguous run, as a column sum or a matmul wants.
+    A long reduce of that second kind is then cache blocked (``blocking.block_reduce``). ``opts`` overrides
+    the heuristic's choices (the search tries several).
     """
+    opts = opts or KernelOpts()
     store, ranges, _ = _lower_once(ast, reduce_upcast=False)
-    upcasts = _output_upcasts(store, ranges)
+    upcasts = _output_upcasts(store, ranges, opts)
     dot_tile = [] if upcasts else _dot_tile(store, ranges)
     # a dot tile keeps one vector of partial sums per output (8 lanes), not two
     store, ranges, lw = _lower_once(ast, reduce_upcast=not upcasts, max_lanes=8 if dot_tile else 16)
+    strided = bool(upcasts)
     upcasts = upcasts or dot_tile
     stores = [store]
     for position, factor in sorted(upcasts):  # outer dims first: the innermost lanes end up adjacent
         # compute ``factor`` neighbouring outputs of this dim per iteration: their loads share the loop
         dim = ranges[position]
-        blocked = Node(Op.RANGE, int64, (const(dim.src[0].arg // factor),), (lw.next_range, "loop"))
+        extent = int(dim.src[0].arg)
+        blocked = Node(Op.RANGE, int64, (const(-(-extent // factor)),), (lw.next_range, "loop"))
         lw.next_range += 1
-        stores = [simplify(substitute(s, {dim: blocked * factor + u})) for s in stores for u in range(factor)]
+        stores = [simplify(substitute(s, {dim: _clamped(blocked * factor + u, extent)})) for s in stores
+                  for u in range(factor)]  # fmt: skip
         ranges = ranges[:position] + [blocked] + ranges[position + 1 :]
+    reduce_work = lw.reduce_work
+    if strided:
+        stores, ranges, reduce_work = block_reduce(stores, ranges, lw, opts, dict(upcasts))
     if len(stores) > 1:
         store = Node(Op.SINK, store.dtype, tuple(stores))
+    else:
+        store = stores[0]
     outer = int(ranges[0].src[0].arg) if ranges else 1
     inner_size = prod(int(r.src[0].arg) for r in ranges[1:])
     declared = {n.arg[0]: n.dtype for n in ast.toposort() if n.op is Op.PARAM}
     params = [declared[i] for i in range(max(declared) + 1)]
-    cost = min(max(1, inner_size * lw.reduce_work * len(stores)), 1 << 40)
+    cost = min(max(1, inner_size * reduce_work * len(stores)), 1 << 40)
     return LoweredKernel(store, ranges, outer, cost, params)
 
 
+def _clamped(index: Node, extent: int) -> Node:
+    """index, or extent - 1 where it runs past the end: a register tile that does not divide its dim recomputes
+    (and stores again) the last row instead of needing a guarded store. Folds away where it cannot run past."""
+    return simplify(index.lt(extent).where(index, const(extent - 1)))
+
+
 def _lower_once(ast: Node, reduce_upcast: bool, max_lanes: int = 16) -> tuple[Node, list[Node], _Lowerer]:
-    out, value = ast.src
+    out, value, *offsets = ast.src
     lw = _Lowerer(reduce_upcast, max_lanes)
     shape = value.shape
     dims = [k for k, s in enumerate(shape) if s != 1]
@@ -273,12 +291,32 @@ def _lower_once(ast: Node, reduce_upcast: bool, max_lanes: int = 16) -> tuple[No
     for k, r in zip(dims, ranges):
         idx[k] = r
     store_value = simplify(lw.lower(value, tuple(idx), None))
-    store = Node(Op.STORE, value.dtype, (lw.param(out.arg[0], out.dtype), flat_index(tuple(idx), shape), store_value))
+    if ast.arg is None:
+        address = flat_index(tuple(idx), shape)
+    else:  # assign_at: a block of the output
+        address = _block_address(lw, ast.arg, offsets, idx, shape, out)
+    store = Node(Op.STORE, value.dtype, (lw.param(out.arg[0], out.dtype), address, store_value))
     store, ranges = _merge_ranges(lw, store, ranges)
     return store, ranges, lw
 
 
-def _output_upcasts(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
+def _block_address(lw: _Lowerer, starts: tuple, offsets: list[Node], idx: list[Node], block: tuple, out: Node) -> Node:
+    """Where element ``idx`` of a block written at ``starts`` lands in the whole output (``assign_at``). A start
+    known only at run time (None in ``starts``, the next of ``offsets``) is clamped to keep the block inside."""
+    full = out.arg[1]
+    dynamic = iter(offsets)
+    where: list[Node] = []
+    for i, st, size, extent in zip(idx, starts, block, full):
+        if st is None:
+            o = simplify(lw.lower(next(dynamic), (), None))
+            hi = const(extent - size)
+            where.append(i + hi.lt(o).where(hi, o.lt(0).where(const(0), o)))
+        else:
+            where.append(i + st)
+    return simplify(flat_index(tuple(where), full))
+
+
+def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[tuple[int, int]]:
     """Which output dims one reduce loop should compute several outputs of: [(position in ranges, factor)].
 
     The innermost dim is upcast when a load walks the reduce loop with a stride but that dim contiguously (a
@@ -302,16 +340,27 @@ def _output_upcasts(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
     if not strided and not (short and any(t.get(inner) == 1 for t in loads)):
         return []
     out = []
-    j = _factor(inner.src[0].arg, (16, 8, 4, 2))
+    j = opts.cols if opts.cols is not None else _factor(inner.src[0].arg, (16, 8, 4, 2))
     if j > 1:
         out.append((len(ranges) - 1, j))
     if len(ranges) >= 2:
         rows = ranges[-2]
         reuse = any(rows in t and inner not in t and any(r in t for r in reduce_ranges) for t in loads)
-        i = _factor(rows.src[0].arg, (4, 2)) if reuse else 1
+        i = _tile_rows(int(rows.src[0].arg), max(int(r.src[0].arg) for r in reduce_ranges)) if reuse else 1
+        if reuse and opts.rows is not None:
+            i = opts.rows if int(rows.src[0].arg) >= opts.rows else 1
         if i > 1:
             out.append((len(ranges) - 2, i))
     return out
+
+
+def _tile_rows(extent: int, reduce_extent: int) -> int:
+    """Rows of a register tile: 6 x 16 outputs (12 vector accumulators, 2 vector loads and 6 broadcasts per step)
+    for long reduces, also where 6 does not divide the rows (the last tile recomputes the last row, at most 5
+    of ``extent`` rows: little waste from 48 rows on); 4 or 2 rows otherwise."""
+    if reduce_extent >= 64 and (extent % 6 == 0 and extent >= 12 or extent >= 48):
+        return 6
+    return _factor(extent, (4, 2))
 
 
 def _dot_tile(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:

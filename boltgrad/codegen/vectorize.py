@@ -129,9 +129,7 @@ class _Packer:
                 i += 1
 
     def _try_accs(self, accs: tuple[Node, ...]) -> bool:
-        ops = {a.arg[1] for a in accs}
-        inits = {a.src[0] for a in accs}
-        if len(ops) != 1 or len(inits) != 1:
+        if len({a.arg[1] for a in accs}) != 1:
             return False
         updates = tuple(self.update_of[a] for a in accs)
         if len({self.scope[u] for u in updates}) != 1:
@@ -139,7 +137,11 @@ class _Packer:
         body = self.pack(tuple(u.src[1] for u in updates))
         if body.mask or not _has_vector_load(body):
             return False
-        acc = Pack("acc", accs, False, anchor=max(self.pos[a] for a in accs))
+        # a blocked reduce continues from values read back (one per lane): a vector load before the loops
+        init = self.pack(tuple(a.src[0] for a in accs))
+        if init.mask or init.kind not in ("splat", "load") or init.anchor > min(self.pos[a] for a in accs):
+            return False
+        acc = Pack("acc", accs, False, (init,) if init.kind != "splat" else (), anchor=max(self.pos[a] for a in accs))
         update = Pack("update", updates, False, (acc, body), anchor=max(self.pos[u] for u in updates))
         self.acc_packs[accs] = acc
         self.roots += [acc, update]

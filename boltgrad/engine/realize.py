@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import config, stats
-from ..codegen.linearize import LinearProgram, linearize
+from ..codegen.linearize import LinearProgram, linearize, program_text
 from ..codegen.lower import lower_kernel
 from ..device.base import Launch
 from ..device.buffer import Buffer
@@ -202,18 +202,8 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
 def _kernel_name(ast: Node, lin: LinearProgram) -> str:
     kind = "r" if any(n.op is Op.ACC for n in lin.instructions) else "e"
     shape = "_".join(str(s) for s in ast.shape) or "1"
-    digest = hashlib.sha1(_structure(lin).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(program_text(lin).encode()).hexdigest()[:8]
     return f"{kind}_{shape}_{digest}"
-
-
-def _structure(lin: LinearProgram) -> str:
-    """A text that changes whenever the kernel's code would."""
-    index = {n: i for i, n in enumerate(lin.instructions)}
-    parts = []
-    for n in lin.instructions:
-        srcs = ",".join(str(index[s]) if s in index else f"{s.op.name}:{s.arg!r}:{s.dtype.name}" for s in n.src)
-        parts.append(f"{n.op.name}:{n.dtype.name}:{n.arg!r}:{srcs}")
-    return ";".join(parts) + "|" + ",".join(d.name for d in lin.params)
 
 
 def _flop_count(lin: LinearProgram) -> int:

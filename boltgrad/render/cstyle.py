@@ -214,7 +214,11 @@ class _KernelWriter:
 
     def write(self, name: str) -> str:
         r, prog = self.r, self.prog
-        self.lines.append(r.signature(name) + " {")
+        if prog.meta.get("contract"):  # the search chose fused multiply-adds for this kernel (see cpu.py's flags)
+            self.lines.append(f"BOLT_CONTRACT {r.signature(name)} {{")
+            self.lines.append("  BOLT_CONTRACT_BODY")
+        else:
+            self.lines.append(r.signature(name) + " {")
         for i, dt in enumerate(prog.params):
             self.emit(f"{r.storage(dt)} *restrict b{i} = ({r.storage(dt)} *)bufs[{i}];")
         for k, v in enumerate(prog.variables):
@@ -299,7 +303,7 @@ class _KernelWriter:
             return
         p.name = self.fresh("v")
         if p.kind == "acc":
-            value = r.splat(p, self.ref(first.src[0]))
+            value = self.vexpr(p.srcs[0]) if p.srcs else r.splat(p, self.ref(first.src[0]))
         elif p.kind == "load":
             value = f"bolt_load_f32x{p.width}({self.ref(first.src[0])} + {self.ref(first.src[1])})"
             if len(first.src) == 3:
@@ -427,6 +431,14 @@ static inline float bolt_log2f(float x) {
   r = (x < 0.0f || x != x) ? NAN : r;
   return x == INFINITY ? INFINITY : r;
 }
+/* a kernel the search compiled with fused multiply-adds (the default keeps a * b + c two roundings) */
+#if defined(__clang__)
+#define BOLT_CONTRACT
+#define BOLT_CONTRACT_BODY _Pragma("clang fp contract(fast)")
+#else
+#define BOLT_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#define BOLT_CONTRACT_BODY
+#endif
 static inline int64_t bolt_idiv(int64_t a, int64_t b) { return b == 0 ? 0 : (b == -1 ? -a : a / b); }
 static inline int64_t bolt_imod(int64_t a, int64_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
 """

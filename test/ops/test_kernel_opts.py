@@ -16,11 +16,15 @@ from helpers import check
 import boltgrad
 import boltgrad.nn.functional as F
 from boltgrad import Tensor
+from boltgrad.codegen.blocking import KernelOpts
 from boltgrad.codegen.linearize import linearize
 from boltgrad.codegen.lower import lower_kernel
+from boltgrad.codegen.search import neighbours
 from boltgrad.codegen.vectorize import plan_vectors
+from boltgrad.device.base import Launch
+from boltgrad.device.registry import get_device
 from boltgrad.render.cstyle import CRenderer
-from boltgrad.schedule.schedule import create_schedule
+from boltgrad.schedule.schedule import KernelItem, create_schedule
 
 SIZES = (1, 3, 4, 8, 17, 33)
 
@@ -235,3 +239,95 @@ def test_float64_reduce_stays_scalar_and_correct():
     got = _same_on_python(lambda t: t.sum(0), x)
     np.testing.assert_allclose(got, x.sum(0), rtol=1e-12)
     assert boltgrad.float64 == Tensor(x).dtype
+
+
+# ---------------------------------------------------------------- options the heuristic or the search can pick
+
+
+def _run_with_opts(fn, arrays: list[np.ndarray], opts: list[KernelOpts], device: str) -> list[np.ndarray]:
+    """fn (one kernel) lowered with each of ``opts`` and run on ``device``; the C variants compile as one unit."""
+    out = fn(*[Tensor(a, device=device) for a in arrays])
+    sched = create_schedule([out.node])
+    (item,) = [it for it in sched.items if isinstance(it, KernelItem)]
+    lins = {}
+    for i, o in enumerate(opts):
+        lins[f"k{i}"] = linearize(lower_kernel(item.ast, o))
+        lins[f"k{i}"].meta["contract"] = o.contract
+    dev = get_device(device)
+    if device == "PYTHON":
+        library = dev.compiler.compile(lins)
+    else:
+        renderer = CRenderer()
+        library = dev.compiler.compile(renderer.render_unit(list(lins.items())))
+    handles = tuple(b.ensure_allocated().handle for b in item.buffers)
+    results = []
+    for name, lin in lins.items():
+        dev.run([Launch(dev.program(library, name), handles, (), lin.outer_size, lin.cost)])
+        flat = np.frombuffer(item.buffers[0].copyout(), dtype=np.float32)
+        results.append(flat[: int(np.prod(out.shape))].reshape(out.shape).copy())
+    return results
+
+
+def _opts_grid() -> list[KernelOpts]:
+    """Register tiles that divide and that don't, short and long reduce blocks, column blocks, none."""
+    out = []
+    for rows in (4, 6):
+        for cols in (8, 16):
+            for k_block, col_block in ((0, 0), (8, 16), (16, 32)):
+                out.append(KernelOpts(rows=rows, cols=cols, k_block=k_block, col_block=col_block))
+    return out
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 48, 16), (3, 32, 32), (17, 48, 64), (13, 64, 48), (29, 96, 32)])
+@pytest.mark.parametrize("epilogue", [False, True])
+def test_every_tiling_matches_the_spec(m, k, n, epilogue):
+    """Every tile and block the search can pick computes the PYTHON device's values bit for bit: sizes that 6 does
+    not divide recompute the last row; a blocked reduce continues from the partial sums it stored."""
+    a, b, bias = _arrays(m * k + n, (m, k), (k, n), (n,))
+
+    def fn(x, y, z):
+        return (x @ y + z).relu() if epilogue else x @ y
+
+    spec, blocked = _run_with_opts(fn, [a, b, bias], [KernelOpts(k_block=0), KernelOpts(rows=6, k_block=16)], "PYTHON")
+    want = a.astype(np.float64) @ b
+    _close(spec, np.maximum(want + bias, 0) if epilogue else want, k)
+    np.testing.assert_array_equal(blocked, spec)
+    grid = _opts_grid()
+    for opts, got in zip(grid, _run_with_opts(fn, [a, b, bias], grid, "CPU")):
+        np.testing.assert_array_equal(got, spec, err_msg=opts.key())
+
+
+@pytest.mark.parametrize("m,k,n", [(127, 512, 129), (129, 384, 127), (3, 1024, 17), (130, 768, 48)])
+def test_default_blocking_of_long_reduces_matches_numpy(m, k, n):
+    a, b = _arrays(m + k + n, (m, k), (k, n))
+    _close((Tensor(a) @ Tensor(b)).numpy(), a.astype(np.float64) @ b, k)
+
+
+def test_blocked_matmul_is_exact_and_reads_back_partial_sums():
+    a, b, bias = _arrays(9, (13, 512), (512, 32), (32,))
+    fn = lambda x, y, z: (x @ y + z).relu()  # noqa: E731
+    (source,) = _kernel_sources(fn(Tensor(a), Tensor(b), Tensor(bias)))
+    assert "(0LL < r" in source  # the first block starts from zero, the others from the stored sums
+    cpu = fn(Tensor(a), Tensor(b), Tensor(bias)).numpy()
+    np.testing.assert_array_equal(cpu, _run_with_opts(fn, [a, b, bias], [KernelOpts(k_block=0)], "CPU")[0])
+
+
+def test_blocked_transposed_and_strided_operands():
+    a, b = _arrays(4, (300, 40), (300, 70))
+    fn = lambda x, y: x[:, 4:36].T @ y[:, 1::2]  # noqa: E731  (32 x 300) @ (300 x 35): A read down its columns
+    opts = [KernelOpts(), KernelOpts(rows=6, k_block=20, col_block=16), KernelOpts(k_block=60, col_block=0)]
+    for got in _run_with_opts(fn, [a, b], opts, "CPU"):
+        _close(got, a[:, 4:36].T.astype(np.float64) @ b[:, 1::2], 300)
+
+
+def test_contracted_candidates_match_numpy():
+    a, b = _arrays(1, (33, 256), (256, 64))
+    opts = [KernelOpts(contract=True), KernelOpts(rows=6, cols=32, k_block=64, contract=True)]
+    for got in _run_with_opts(lambda x, y: x @ y, [a, b], opts, "CPU"):
+        _close(got, a.astype(np.float64) @ b, 256)
+
+
+def test_search_neighbours_change_one_action_each():
+    base = KernelOpts()
+    for n in neighbours(base):
+        assert sum(getattr(n, f) != getattr(base, f) for f in base.__dict__) == 1
