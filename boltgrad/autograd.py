@@ -276,8 +276,13 @@ def _cast(n, x, out, g):
 
 
 @rule(Op.ASSIGN)
-def _assign(n, x, out, g):  # the new value replaces the old one entirely
-    return None, g
+def _assign(n, x, out, g):  # the new value replaces the old one entirely, or the block it was written to
+    if n.arg is None:
+        return None, g
+    block = x[-1].shape
+    starts = n.arg
+    grad = None if None in starts else g.shrink([(st, st + b) for st, b in zip(starts, block)])
+    return (None,) * (len(x) - 1) + (grad,)
 
 
 @rule(Op.CONTIGUOUS, Op.COPY)

@@ -126,8 +126,11 @@ class CapturedStep:
     patch_points: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # buffer id -> places
     rng_points: list[tuple[int, int, int, int]] = field(default_factory=list)  # (segment, launch, slot, offset)
     var_points: list[tuple[int, int, int, str, int]] = field(default_factory=list)  # (..., slot, name, captured)
+    overwritten: list[Buffer] = field(default_factory=list)  # buffers the step's assigns write
 
     def __post_init__(self) -> None:
+        self.overwritten = list({id(op.buffers[0]): op.buffers[0] for op in self.ops
+                                 if isinstance(op, CapturedLaunch) and op.overwrites}.values())  # fmt: skip
         current: list[CapturedLaunch] = []
         pieces: list[Any] = []
         for op in self.ops:
@@ -198,6 +201,8 @@ class CapturedStep:
             live = variable_named(name)
             value = bound[name] if name in bound else live.value if live is not None else captured
             self.segments[seg].graph.set_var(li, slot, value)
+        for buf in self.overwritten:  # as a realize of the assigns would: cached reads of the old values are void
+            buf.version += 1
         for seg in self.segments:
             if isinstance(seg, CapturedCopy):
                 src = handles.get(id(seg.src), seg.src)

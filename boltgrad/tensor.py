@@ -380,6 +380,42 @@ class Tensor(
             autograd.alias(self.node, old)
         return self
 
+    def assign_at(self, starts: Sequence[int | Tensor], value: Any) -> Tensor:
+        """Write ``value`` as a block into this tensor's memory at ``starts`` (one per dim), lazily, touching only
+        the block: ``cache.assign_at((0, pos, 0), kv)`` writes one row of a KV cache. A start may be an int or a
+        0-d integer tensor (a ``boltgrad.Variable``, or a value computed on the device), known only when the
+        kernel runs; such a start is clamped so that the block stays inside the tensor.
+
+        ``value`` is broadcast to a block shape of its own rank padded with 1s in front, no larger than this
+        tensor. Autograd does not see the write: use it for state (caches, buffers), or where no gradient flows.
+        """
+        src = value if isinstance(value, Tensor) else Tensor(value, device=self.device, dtype=self.dtype)
+        if len(starts) != self.ndim:
+            raise ValueError(f"assign_at: {len(starts)} starts given for a tensor of {self.ndim} dims")
+        if src.ndim > self.ndim:
+            raise ValueError(f"assign_at: a block of shape {src.shape} has more dims than the tensor {self.shape}")
+        block = (1,) * (self.ndim - src.ndim) + src.shape
+        for d, (st, size, full) in enumerate(zip(starts, block, self.shape)):
+            if size > full:
+                raise ValueError(f"assign_at: a block of shape {src.shape} does not fit a tensor of shape {self.shape}")
+            if isinstance(st, int) and not 0 <= st <= full - size:
+                raise IndexError(f"assign_at: a block of size {size} at {st} is outside dim {d} of size {full}")
+            if isinstance(st, Tensor) and (st.ndim != 0 or not st.dtype.is_int):
+                msg = f"assign_at: a start must be an int or a 0-d integer tensor, got {st.dtype.name}{st.shape}"
+                raise TypeError(msg)
+        if src.device != self.device:
+            raise RuntimeError(f"assign_at: value is on {src.device} but the tensor is on {self.device}")
+        src = src.reshape(block).cast(self.dtype)
+        if as_contiguous_buffer(self.node) is None:
+            self.realize()
+        dynamic = tuple(st.cast(dtypes.int64).node for st in starts if isinstance(st, Tensor))
+        arg = tuple(st if isinstance(st, int) else None for st in starts)
+        old = self.node
+        self.node = Node(Op.ASSIGN, self.dtype, (old, *dynamic, src.node), arg)
+        if autograd.needs_grad(old):
+            autograd.alias(self.node, old)
+        return self
+
     def _inplace(self, value: Any) -> Tensor:
         """``assign`` for the in-place methods, which torch forbids on a leaf that requires grad."""
         if self._leaf_grad and autograd.is_grad_enabled():

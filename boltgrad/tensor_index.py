@@ -339,6 +339,12 @@ class IndexMixin:
         views. When the value requires grad, the write is recorded in the graph instead (torch's semantics).
         """
         me: Tensor = self  # type: ignore[assignment]
+        block = _basic_block(me, index)
+        if block is not None and _writes_in_place(me, value):
+            starts, sizes, kept = block
+            v = _value(me, value, tuple(sz for sz, k in zip(sizes, kept) if k))
+            me.assign_at(starts, v.reshape(sizes))  # only the block is written: O(block), not O(x)
+            return
         _store(me, me.index_put(index, value))
 
     def index_put(self, indices: Any, values: Any, accumulate: bool = False) -> Tensor:
@@ -466,6 +472,60 @@ def _check_mask(me: Tensor, mask: Any, name: str) -> Tensor:
     if not ok:
         raise ValueError(f"{name}: a mask of shape {mask.shape} does not broadcast to the tensor's shape {me.shape}")
     return mask
+
+
+def _writes_in_place(me: Tensor, value: Any) -> bool:
+    """Whether ``me[...] = value`` writes memory (rather than making a new version in the graph for autograd,
+    or raising on a leaf that requires grad): the in-place rule of ``assign``."""
+    from . import autograd
+
+    if not autograd.is_grad_enabled():
+        return True
+    return not me.requires_grad and not (_is_tensor(value) and value.requires_grad)
+
+
+def _basic_block(me: Tensor, index: Any) -> tuple[list[Any], tuple[int, ...], tuple[bool, ...]] | None:
+    """For an index of ints, 0-d integer tensors (known at run time only, such as a Variable), unit-step
+    slices and ``...``: the block it names as (start per dim, size per dim, whether the dim is kept in the
+    result), or None for anything else (steps, None, lists, tensor and mask indices)."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    ellipses = [i for i, it in enumerate(items) if it is Ellipsis]  # `is`: `in` would compare tensors with ==
+    if len(ellipses) > 1:
+        return None
+    if ellipses:
+        at = ellipses[0]
+        items[at : at + 1] = [slice(None)] * (me.ndim - (len(items) - 1))
+    if len(items) > me.ndim:
+        return None
+    items += [slice(None)] * (me.ndim - len(items))
+    starts: list[Any] = []
+    sizes: list[int] = []
+    kept: list[bool] = []
+    for d, (it, n) in enumerate(zip(items, me.shape)):
+        if isinstance(it, bool) or it is None:
+            return None
+        if isinstance(it, int):
+            if not -n <= it < n:
+                raise IndexError(f"index {it} is out of bounds for dimension {d} with size {n}")
+            starts.append(it % n)
+            sizes.append(1)
+            kept.append(False)
+        elif isinstance(it, slice):
+            lo, hi, step = it.indices(n)
+            if step != 1:
+                return None
+            starts.append(lo)
+            sizes.append(max(hi - lo, 0))
+            kept.append(True)
+        elif _is_tensor(it) and it.ndim == 0 and it.dtype.is_int and it.dtype != dtypes.bool_:
+            starts.append(it)
+            sizes.append(1)
+            kept.append(False)
+        else:
+            return None
+    if 0 in sizes:
+        return None
+    return starts, tuple(sizes), tuple(kept)
 
 
 def _store(me: Tensor, new: Tensor) -> None:

@@ -81,6 +81,7 @@ def realize(targets: list[Node]) -> dict[Node, Buffer]:
 
 def run_schedule(sched: Schedule) -> None:
     if not sched.items:
+        sched.commit()
         return
     debug = config.debug_level()
     t0 = time.perf_counter()
@@ -100,6 +101,7 @@ def run_schedule(sched: Schedule) -> None:
             n_kernels += _flush(batch, debug)
         batch.append((item, compiled[id(item)]))
     n_kernels += _flush(batch, debug)
+    sched.commit()
     stats.realizes += 1
     if debug >= 1:
         ms = (time.perf_counter() - t0) * 1e3

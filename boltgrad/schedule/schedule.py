@@ -13,7 +13,9 @@ are looked up by AST identity.
 
 from __future__ import annotations
 
+import functools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..device.buffer import Buffer
@@ -43,6 +45,15 @@ class Schedule:
     items: list[KernelItem | CopyItem] = field(default_factory=list)
     outputs: dict[Node, Buffer] = field(default_factory=dict)  # target node -> buffer holding its value
     temporaries: list[Buffer] = field(default_factory=list)  # buffers only this schedule reads
+    # what running the schedule changes in the realize cache (assigned buffers' versions, realized assigns):
+    # the engine calls ``commit`` once every item ran, so a schedule that fails (a compile error, a lost
+    # device) leaves the tensors as they were and can be realized again
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def commit(self) -> None:
+        for fn in self.on_commit:
+            fn()
+        self.on_commit.clear()
 
 
 # nodes realized earlier, so a graph that still refers to them reads their buffer instead of recomputing;
@@ -190,7 +201,7 @@ def _assign_reads_shifted(assign: Node, chosen: set[Node], body: list[Node]) -> 
     buffer is read whole-shape and only elementwise ops sit above it.
     """
     target = _target_buffer(assign)
-    if assign.src[1] in chosen:
+    if assign.src[-1] in chosen:
         return False
     nodes = [n for n in body if n is not assign]
     parents: dict[Node, list[Node]] = {}
@@ -337,7 +348,7 @@ def create_schedule(targets: list[Node]) -> Schedule:
         bodies = {c: toposort_until(c, chosen) for c in chosen}
         shifted = [c for c in chosen if c.op is Op.ASSIGN and _assign_reads_shifted(c, chosen, bodies[c])]
         if shifted:
-            chosen.update(c.src[1] for c in shifted)  # compute the new value into a temporary first, then write it
+            chosen.update(c.src[-1] for c in shifted)  # compute the new value into a temporary first, then write it
             bodies = {c: toposort_until(c, chosen) for c in chosen}
         order, conflicts = _kernel_order(nodes, chosen, bodies)
         if not conflicts:
@@ -357,14 +368,14 @@ def create_schedule(targets: list[Node]) -> Schedule:
             continue
         if n.op is Op.ASSIGN:
             out = _target_buffer(n)
-            out.version += 1
+            sched.on_commit.append(functools.partial(_bump_version, out))
         else:
             out = Buffer(device_of(n) or Device_.DEFAULT, prod(n.shape), n.dtype)
         buffers[n] = out
         sched.items.append(_kernel_item(n, out, chosen, buffers, bodies[n]))
         sched.items[-1].overwrites = n.op is Op.ASSIGN
 
-    _record_assigns(order, buffers, memo)
+    sched.on_commit.append(functools.partial(_record_assigns, order, buffers, memo))
     keep = {id(buffers[r]) for r in resolved if r in buffers}
     sched.temporaries = [b for n, b in buffers.items() if n.op is not Op.ASSIGN and id(b) not in keep]
     for t, r in zip(targets, resolved):
@@ -375,6 +386,10 @@ def create_schedule(targets: list[Node]) -> Schedule:
             assert buf_node is not None
             sched.outputs[t] = buf_node.arg
     return sched
+
+
+def _bump_version(buf: Buffer) -> None:
+    buf.version += 1
 
 
 def _record_assigns(order: list[Node], buffers: dict[Node, Buffer], memo: dict[Node, Node]) -> None:
@@ -431,7 +446,7 @@ def _kernel_item(
     else:  # an assign's body lists its target's view first; the value does not read it
         view = root.src[0]
         order = [n for n in body[:-1] if n is not view and n is not view.src[0]] if view.src else body[1:-1]
-    for n in order:
+    def visit(n: Node) -> None:
         if (n in chosen and n is not root) or n.op is Op.BUFFER:
             buf = buffers[n] if n in buffers else n.arg
             memo[n] = param_for(buf, n.shape, n.dtype)
@@ -444,6 +459,15 @@ def _kernel_item(
             memo[n] = n if new_src == n.src else n.replace(src=new_src)
         else:
             memo[n] = n
+
+    for n in order:
+        visit(n)
+    offsets = root.src[1:-1] if root.op is Op.ASSIGN else ()  # the run-time starts of a block write
+    for o in offsets:
+        for n in toposort_until(o, chosen):
+            if n not in memo:
+                visit(n)
     out_param = Node(Op.PARAM, out.dtype, (), (0, root.shape))
-    ast = Node(Op.STORE, out.dtype, (out_param, memo[value]))
+    block = root.arg if root.op is Op.ASSIGN else None  # assign_at: the value is a block at these starts
+    ast = Node(Op.STORE, out.dtype, (out_param, memo[value], *(memo[o] for o in offsets)), block)
     return KernelItem(ast, bufs, var_values, out.device)

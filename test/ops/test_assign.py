@@ -1,6 +1,7 @@
 """assign and in-place writes as the schedule orders them: reads of the old value, swaps, chains of writes."""
 
 import numpy as np
+import pytest
 
 import boltgrad
 from boltgrad import Tensor
@@ -57,3 +58,68 @@ def test_optimizer_like_updates_with_shared_reads():
     Tensor.realize_all([w, m])
     np.testing.assert_allclose(m.numpy(), m0 * 0.9 + g0, rtol=1e-6)
     np.testing.assert_allclose(w.numpy(), w0 - (m0 * 0.9 + g0) * 0.1, rtol=1e-6)
+
+
+# ---- block writes: assign_at and x[basic index] = v
+
+
+@pytest.mark.parametrize("device", ["CPU", "PYTHON"])
+def test_block_write_touches_only_the_block(device):
+    x = Tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4), device=device).contiguous().realize()
+    buffer = x._contiguous_buffer()
+    want = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    x[1, 0:2, 1:3] = Tensor([[-1.0, -2.0], [-3.0, -4.0]], device=device)
+    want[1, 0:2, 1:3] = [[-1, -2], [-3, -4]]
+    x[..., 3] = 9.0
+    want[..., 3] = 9
+    x[0, -1] += 100.0
+    want[0, -1] += 100
+    np.testing.assert_array_equal(x.numpy(), want)
+    assert x._contiguous_buffer() is buffer
+
+
+def test_block_write_is_one_small_kernel():
+    from boltgrad.engine.realize import start_capture, stop_capture
+
+    x = Tensor.zeros(512, 512).contiguous().realize()
+    x[3:5, 7:9] = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    start_capture()
+    try:
+        x.realize()
+    finally:
+        launches = stop_capture()
+    assert len(launches) == 1 and launches[0].launch.size * launches[0].launch.cost <= 4  # the loop covers the block
+    assert x[3:5, 7:9].tolist() == [[1.0, 2.0], [3.0, 4.0]] and x.sum().item() == 10.0
+
+
+def test_run_time_start_from_a_variable_and_clamping():
+    cache = Tensor.zeros(5, 3).contiguous().realize()
+    pos = boltgrad.Variable("assign_pos", 0, 4)
+    for i in range(5):
+        cache[pos.bind(i)] = Tensor([float(i)] * 3)
+    assert cache.numpy()[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    block = Tensor.zeros(4).contiguous().realize()
+    block.assign_at((Tensor(3) + 0,), Tensor([7.0, 8.0])).realize()  # 3 + 2 > 4: clamped to start 2
+    assert block.tolist() == [0.0, 0.0, 7.0, 8.0]
+    with pytest.raises(IndexError, match="outside dim 0"):
+        block.assign_at((3,), Tensor([1.0, 2.0]))
+
+
+def test_jitted_decode_writes_one_row_per_step():
+    ctx, dim = 8, 4
+    cache = Tensor.zeros(ctx, dim).contiguous().realize()
+    pos = boltgrad.Variable("assign_decode_pos", 0, ctx - 1)
+
+    @boltgrad.jit
+    def step(row):
+        cache[pos] = row
+        cache.realize()
+        return (cache * (boltgrad.arange(ctx) <= pos).float().reshape(ctx, 1)).sum(0)
+
+    outs = []
+    for i in range(ctx):
+        pos.bind(i)
+        outs.append(step(Tensor([float(i + 1)] * dim)).tolist())
+    assert outs[-1] == [float(sum(range(1, ctx + 1)))] * dim
+    assert outs[2] == [6.0] * dim
+    assert cache.numpy()[:, 0].tolist() == [float(i + 1) for i in range(ctx)]
