@@ -1,6 +1,9 @@
-"""Convolutions as views: pad, take every window as a strided view of the input (im2col without a copy),
-multiply by the broadcast weight and sum over (channels, kernel). The scheduler fuses that into one reduce
-kernel; the backward pass is the same view read the other way round, so it fuses too.
+"""Convolutions: pad, take every window of the input as a view, copy the windows into a buffer laid out as
+(batch, *out, channels, *kernel) (im2col, one kernel), then multiply by the broadcast weight and sum over
+(channels, kernel): a matmul whose reduce reads contiguous rows, as the fast matmul kernels want. The gradient
+of the windows is written out (``_col2im``: one shifted copy of the column gradient per kernel position,
+summed in one kernel) rather than derived from the view's index arithmetic, and the weight gradient is a
+matmul over (batch, *out) reading the same buffer.
 
 The window view of one spatial dim of size ``i`` (kernel ``k``, stride ``s``, dilation ``d``, ``o`` outputs)
 is built from movement ops only: repeat the dim ``e`` times and flatten it, so that element ``f`` of the long
@@ -11,9 +14,11 @@ arithmetic simplifies back to ``kk*d + oo*s`` in the kernel, so the trick costs 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from ..autograd import with_gradient
 from ..tensor import Tensor
 
 IntOrTuple = int | Sequence[int]
@@ -77,6 +82,43 @@ def sliding_windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dil
     return x.permute(order)
 
 
+def im2col(xp: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    """The windows of a padded (B, C, *spatial) input, materialized as (B, *out, C, *kernel)."""
+    nd = len(kernel)
+    windows = sliding_windows(xp, kernel, stride, dilation)  # (B, C, *out, *kernel)
+    cols = windows.permute([0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd)]).contiguous()
+    shape = xp.shape
+    return with_gradient(cols, (xp,), lambda _, __, g: (_col2im(g, shape, kernel, stride, dilation),))
+
+
+def _col2im(g: Tensor, shape: tuple[int, ...], kernel: Sequence[int], stride: Sequence[int],
+            dilation: Sequence[int]) -> Tensor:  # fmt: skip
+    """The gradient of ``im2col``: each kernel position's slice of ``g`` (B, *out, C, *kernel), placed where
+    its window elements came from in the padded input (B, C, *spatial), and summed."""
+    nd = len(kernel)
+    gp = g.permute([0, 1 + nd, *range(1, 1 + nd), *range(2 + nd, 2 + 2 * nd)])  # (B, C, *out, *kernel)
+    out = gp.shape[2 : 2 + nd]
+    total: Tensor | None = None
+    for ks in itertools.product(*(range(k) for k in kernel)):
+        piece = gp.shrink([None] * (2 + nd) + [(k, k + 1) for k in ks]).reshape(gp.shape[:2] + out)
+        for j in range(nd):
+            piece = _place(piece, 2 + j, ks[j] * dilation[j], stride[j], shape[2 + j])
+        total = piece if total is None else total + piece
+    assert total is not None
+    return total
+
+
+def _place(t: Tensor, dim: int, start: int, step: int, size: int) -> Tensor:
+    """Element o of dim ``dim`` moved to position ``start + o * step`` of a dim of ``size``, zeros elsewhere."""
+    o = t.shape[dim]
+    if step > 1 and o > 1:
+        pre, post = t.shape[:dim], t.shape[dim + 1 :]
+        t = t.unsqueeze(dim + 1).pad([(0, 0)] * (dim + 1) + [(0, step - 1)] + [(0, 0)] * len(post))
+        t = t.reshape(pre + (o * step,) + post).shrink([None] * dim + [(0, (o - 1) * step + 1)])
+    span = t.shape[dim]
+    return t.pad([(0, 0)] * dim + [(start, size - start - span)] + [(0, 0)] * (t.ndim - dim - 1))
+
+
 def flat_padding(pairs: Sequence[tuple[int, int]]) -> list[int]:
     """((before, after) per spatial dim, first dim first) -> torch's flat pad list (last dim first)."""
     return [p for before, after in reversed(pairs) for p in (before, after)]
@@ -136,18 +178,20 @@ def conv_nd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, pad
             f"{tuple(reach)}. The kernel can't be greater than the padded input (input {x.shape}, weight "
             f"{weight.shape})"
         )
-    windows = sliding_windows(x.pad(flat_padding(pairs)), kernel, stride, dilation)  # (B, C, *out, *kernel)
-    out_spatial = windows.shape[2 : 2 + nd]
-    # (B, G, Cg, *out, *k) -> (B, G, 1, *out, Cg, *k): out channels broadcast, the reduced dims last
-    windows = windows.reshape((batch, groups, 1, group_channels) + out_spatial + kernel)
-    windows = windows.permute([0, 1, 2] + list(range(4, 4 + nd)) + [3] + list(range(4 + nd, 4 + 2 * nd)))
-    w = weight.reshape((1, groups, out_channels // groups) + (1,) * nd + (group_channels,) + kernel)
-    out = (windows * w).sum(tuple(range(3 + nd, 4 + 2 * nd)))  # (B, G, O/G, *out)
-    out = out.reshape((batch, out_channels) + out_spatial)
+    cols = im2col(x.pad(flat_padding(pairs)), kernel, stride, dilation)  # (B, *out, C, *kernel)
+    out_spatial = cols.shape[1 : 1 + nd]
+    # (B, *out, G, 1, Cg, *k) times (G, O/G, Cg, *k), summed over (Cg, *k): rows (B, *out) by columns O, a
+    # matmul whose operands are both contiguous along the reduce
+    cols = cols.reshape((batch,) + out_spatial + (groups, 1, group_channels) + kernel)
+    w = weight.reshape((1,) * (1 + nd) + (groups, out_channels // groups, group_channels) + kernel)
+    out = (cols * w).sum(tuple(range(3 + nd, 4 + 2 * nd))).reshape((batch,) + out_spatial + (out_channels,))
     if bias is not None:
         if bias.shape != (out_channels,):
             raise RuntimeError(f"{name}: expected a bias of shape ({out_channels},), got {bias.shape}")
-        out = out + bias.reshape((1, out_channels) + (1,) * nd)
+        out = out + bias
+    # materialized as (B, *out, O), read as (B, O, *out): its gradient is materialized in the same layout, so
+    # the weight and input gradients are matmuls over a buffer instead of recomputing what comes after
+    out = out.contiguous().permute([0, 1 + nd, *range(1, 1 + nd)])
     return out[0] if unbatched else out
 
 
