@@ -22,7 +22,7 @@ from ..jit import jit
 from ..tensor import Tensor
 from .model import Transformer
 
-TOP_P_BISECTIONS = 24  # halvings of the probability threshold that keeps the top-p mass (2^-24: float32 precision)
+TOP_P_BISECTIONS = 16  # halvings of the search for the top-p threshold: to 1/65536 of the largest probability
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def _top_p_threshold(probs: Tensor, top_p: float) -> Tensor:
     for _ in range(TOP_P_BISECTIONS):
         mid = (low + high) * 0.5
         enough = probs.where(probs >= mid, 0.0).sum(-1, keepdim=True) >= top_p
-        low, high = enough.where(mid, low), enough.where(high, mid)
+        low, high = mid.where(enough, low), high.where(enough, mid)
     return low
 
 

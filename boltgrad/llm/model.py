@@ -134,7 +134,7 @@ class Attention(Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, E)
         # k and v are computed once into buffers: the cache write reads them at every position of the cache
-        q, k, v = rotate(q, cos, sin), rotate(k, cos, sin).contiguous(), v.contiguous()
+        q, k, v = rotate(q, cos, sin).contiguous(), rotate(k, cos, sin).contiguous(), v.contiguous()
         assert self.cache_k is not None and self.cache_v is not None
         keys = write_rows(self.cache_k, k, start_pos)
         values = write_rows(self.cache_v, v, start_pos)
@@ -241,7 +241,7 @@ class Transformer(Module):
             self.reset_cache(batch)
         positions = Tensor.arange(length, device=self.device) + start_pos  # (T,)
         angles = positions.cast(float32).reshape(length, 1) * self.inv_freq  # (T, E/2)
-        cos, sin = angles.cos(), angles.sin()
+        cos, sin = angles.cos().contiguous(), angles.sin().contiguous()  # once, not inside every layer's kernels
         x = self.model.embed_tokens(ids)
         for block in self.model.layers:
             x = block(x, start_pos, cos, sin)
