@@ -173,13 +173,16 @@ class MathMixin:
 
     def sign(self) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        return (me > 0).cast(me.dtype) - (me < 0).cast(me.dtype) if me.dtype != dtypes.bool_ else me
+        if me.dtype == dtypes.bool_:
+            return me
+        return _zero_gradient((me > 0).cast(me.dtype) - (me < 0).cast(me.dtype), me)
 
     def pow(self, exponent: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
         if isinstance(exponent, int | float) and not isinstance(exponent, bool):
-            if exponent == 0:
-                return me._const_like(1, result_type_with_scalar(me.dtype, exponent))
+            if exponent == 0:  # 1 everywhere, NaN and inf included, with a zero gradient (as torch)
+                one = me._const_like(1, result_type_with_scalar(me.dtype, exponent))
+                return _zero_gradient((me != me)._select(one, one), me)
             if isinstance(exponent, int) or float(exponent).is_integer():
                 n = int(exponent)
                 if 0 < n <= 8 and (me.dtype.is_int or isinstance(exponent, int) or me.dtype.is_float):
@@ -539,3 +542,11 @@ def _power_by_squaring(x: Tensor, n: int) -> Tensor:
             base = base * base
     assert result is not None
     return result
+
+
+def _zero_gradient(out: Tensor, x: Tensor) -> Tensor:
+    """``out``, computed from ``x`` without a differentiable path, with torch's zero gradient for ``x`` (so it
+    requires grad when x does, as in torch)."""
+    from .autograd import with_gradient
+
+    return with_gradient(out, (x,), lambda inputs, _, g: (inputs[0].zeros_like(),))

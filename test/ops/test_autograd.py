@@ -331,3 +331,8 @@ def test_requires_grad_of_a_new_op_does_not_walk_the_graph(monkeypatch):
     for _ in range(300):
         w = w * 1.5 + 1
     assert w.requires_grad and len(walks) <= 4, len(walks)
+
+
+def test_sign_and_pow_zero_have_torch_zero_gradients():
+    check(lambda x: x.sign() * 2, (3, 4), grad=True)
+    check(lambda x: x**0 + x.sign(), (5,), grad=True)
