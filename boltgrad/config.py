@@ -31,9 +31,10 @@ REMOTE_TOKEN_VAR = EnvVar("BOLT_REMOTE_TOKEN", "", "the token a device server re
 REMOTE_TIMEOUT_VAR = EnvVar("BOLT_REMOTE_TIMEOUT", "3", "seconds without a word from a device server before DeviceLost")
 REMOTE_TLS_VAR = EnvVar("BOLT_REMOTE_TLS", "", "REMOTE over TLS: 1 trusts the system's CAs, a path that PEM file")
 REMOTE_LINK_VAR = EnvVar("BOLT_REMOTE_LINK", "", "model a slower link on the client, e.g. 'latency_us=100,gbit=24'")
+SEARCH_VAR = EnvVar("BOLT_SEARCH", "0", "beam width of the kernel search timed on the device (0: the heuristic only)")
 
 ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR, REMOTE_TOKEN_VAR,
-            REMOTE_TIMEOUT_VAR, REMOTE_TLS_VAR, REMOTE_LINK_VAR)  # fmt: skip
+            REMOTE_TIMEOUT_VAR, REMOTE_TLS_VAR, REMOTE_LINK_VAR, SEARCH_VAR)  # fmt: skip
 
 
 def debug_level() -> int:
@@ -96,3 +97,11 @@ def remote_link() -> dict[str, float]:
 
 def remote_tls() -> str:
     return REMOTE_TLS_VAR.get()
+
+
+def search_width() -> int:
+    """BOLT_SEARCH: 0 (or unset) keeps the heuristic's kernels; n > 0 searches with a beam of n. Read each time."""
+    try:
+        return max(int(SEARCH_VAR.get() or 0), 0)
+    except ValueError:
+        return 0

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import config, stats
+from ..codegen.blocking import KernelOpts
 from ..codegen.linearize import LinearProgram, linearize, program_text
 from ..codegen.lower import lower_kernel
+from ..codegen.search import cached_search, has_choices
 from ..device.base import Launch
 from ..device.buffer import Buffer
 from ..device.registry import get_device
@@ -177,8 +179,10 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
     for device_name, by_ast in missing.items():
         device = get_device(device_name)
         linears = []
-        for ast in by_ast:
-            lin = linearize(lower_kernel(ast))
+        for ast, items in by_ast.items():
+            opts = _searched_opts(ast, items[0], device, debug)
+            lin = linearize(lower_kernel(ast, opts))
+            lin.meta["contract"] = bool(opts and opts.contract)
             linears.append((ast, lin))
         named = [(_kernel_name(ast, lin), lin) for ast, lin in linears]
         unique = dict(named)  # equal names mean equal code: two graphs that lower to the same program
@@ -199,6 +203,18 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
             for item in by_ast[ast]:
                 out[id(item)] = ck
     return out
+
+
+def _searched_opts(ast: Node, item: KernelItem, device: Any, debug: int) -> KernelOpts | None:
+    """BOLT_SEARCH: the options a search timed on this device found for a kernel that has choices (cached on
+    disk per machine); None (the heuristic) otherwise."""
+    width = config.search_width()
+    local_c = device.renderer == "c" and getattr(device.compiler, "parallel_compiles", False)
+    if not width or not local_c or not has_choices(ast):
+        return None
+    log = (lambda line: print(line, file=sys.stderr)) if debug >= 1 else None
+    sizes = [b.nbytes for b in item.buffers]
+    return cached_search(ast, width, device, RENDERERS[device.renderer](), sizes, log=log)
 
 
 def _kernel_name(ast: Node, lin: LinearProgram) -> str:

@@ -19,7 +19,8 @@ from boltgrad import Tensor
 from boltgrad.codegen.blocking import KernelOpts
 from boltgrad.codegen.linearize import linearize
 from boltgrad.codegen.lower import lower_kernel
-from boltgrad.codegen.search import neighbours
+from boltgrad.codegen import search
+from boltgrad.codegen.search import beam_search, neighbours
 from boltgrad.codegen.vectorize import plan_vectors
 from boltgrad.device.base import Launch
 from boltgrad.device.registry import get_device
@@ -195,8 +196,13 @@ def test_padded_conv_forward_matches_the_spec(width):
 
 
 def test_padded_conv_kernel_uses_masked_loads():
+    from boltgrad.nn.conv import sliding_windows
+
+    # a convolution fused straight over the padded window view (conv2d itself copies the windows first)
     x, w = Tensor(np.ones((2, 3, 16, 16), np.float32)), Tensor(np.ones((4, 3, 3, 3), np.float32))
-    sources = _kernel_sources(F.conv2d(x, w, padding=1))
+    windows = sliding_windows(x.pad((1, 1, 1, 1)), (3, 3), (1, 1), (1, 1))  # (2, 3, 16, 16, 3, 3)
+    out = (windows.unsqueeze(1) * w.reshape(1, 4, 3, 1, 1, 3, 3)).sum((2, 5, 6))
+    sources = _kernel_sources(out)
     assert any("bolt_mload_f32x8" in src for src in sources)
 
 
@@ -331,3 +337,34 @@ def test_search_neighbours_change_one_action_each():
     base = KernelOpts()
     for n in neighbours(base):
         assert sum(getattr(n, f) != getattr(base, f) for f in base.__dict__) == 1
+
+
+def _matmul_ast(m: int, k: int, n: int):
+    out = Tensor(np.zeros((m, k), np.float32)) @ Tensor(np.zeros((k, n), np.float32))
+    (item,) = [it for it in create_schedule([out.node]).items if isinstance(it, KernelItem)]
+    return item
+
+
+def test_beam_search_follows_the_timer_to_the_fastest_options():
+    """A fake timer that rewards rows=2 and k_block=64 together: two rounds of single actions find both."""
+    item = _matmul_ast(12, 128, 16)
+
+    def timer(candidates, deadline=float("inf")):
+        return [1.0 - 0.3 * (o.rows == 2) - 0.3 * (o.k_block == 64) + 0.5 * o.contract for _, _, o in candidates]
+
+    best = beam_search(item.ast, 1, timer, time_limit=60)
+    assert (best.rows, best.k_block, best.contract) == (2, 64, False)
+
+
+def test_search_runs_once_per_kernel_and_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("BOLT_SEARCH", "1")
+    monkeypatch.setenv("BOLT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(search, "TIME_LIMIT_S", 2.0)
+    a, b = _arrays(3, (40, 256), (256, 48))
+    _close((Tensor(a) @ Tensor(b)).numpy(), a.astype(np.float64) @ b, 256)
+    (record,) = (tmp_path / "search").glob("*.json")
+    calls = []
+    monkeypatch.setattr(search, "beam_search", lambda *args, **kw: calls.append(1))
+    item = _matmul_ast(40, 256, 48)
+    opts = search.cached_search(item.ast, 1, get_device("CPU"), CRenderer(), [bf.nbytes for bf in item.buffers])
+    assert not calls and isinstance(opts, KernelOpts) and record.exists()
