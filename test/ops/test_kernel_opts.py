@@ -16,10 +16,10 @@ from helpers import check
 import boltgrad
 import boltgrad.nn.functional as F
 from boltgrad import Tensor
+from boltgrad.codegen import search
 from boltgrad.codegen.blocking import KernelOpts
 from boltgrad.codegen.linearize import linearize
 from boltgrad.codegen.lower import lower_kernel
-from boltgrad.codegen import search
 from boltgrad.codegen.search import beam_search, neighbours
 from boltgrad.codegen.vectorize import plan_vectors
 from boltgrad.device.base import Launch
