@@ -273,7 +273,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     p.add_argument("--epochs", type=int, default=None, help="default: 2 for the MLP, 3 for the CNN")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=None, help="Adam's learning rate; default 1e-3 (MLP), 2e-3 (CNN)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="CPU (default), PYTHON, ...")
     p.add_argument("--data", default=None, help="folder with the IDX files (default: Debian's dataset package)")
@@ -287,6 +287,8 @@ def add_parser(sub: Any) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.lr is None:
+        args.lr = 1e-3 if args.model == "mlp" else 2e-3
     if args.epochs is None:
         args.epochs = 2 if args.model == "mlp" else 3
     return run(args)
