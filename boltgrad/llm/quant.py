@@ -158,10 +158,13 @@ def load_tensor(file, offset: int, type_id: int, shape: tuple[int, ...], device:
         raise ValueError(f"GGUF: a {t.name} tensor must be 2-d with rows of whole {t.block}-value blocks, "
                          f"got shape {shape}")  # fmt: skip
     rows, blocks = shape[0], shape[1] // t.block
-    parts = {}
+    parts, views = {}, {}
     for name, (dtype, start, count) in _FIELDS[type_id].items():
-        # the whole matrix seen as elements of the field's dtype, (rows, blocks, block bytes / itemsize)
-        view = disk_tensor(file, offset, (rows, blocks, t.nbytes // dtype.itemsize), dtype, device)
+        # the whole matrix seen as elements of the field's dtype, (rows, blocks, block bytes / itemsize); fields
+        # of one dtype share a view, so the bytes cross from the file once per dtype
+        if dtype not in views:
+            views[dtype] = disk_tensor(file, offset, (rows, blocks, t.nbytes // dtype.itemsize), dtype, device)
+        view = views[dtype]
         first = start // dtype.itemsize
         part = view[:, :, first : first + count]
         parts[name] = part.reshape(rows, blocks) if count == 1 else part
