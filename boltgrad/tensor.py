@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import array
 import struct
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,6 +98,11 @@ def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
         return flat
     step = prod(shape[1:])
     return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+# the tensors that a realize handed each buffer to (see Tensor._own_memory)
+# (by id: a WeakSet would compare tensors with ==, which is elementwise)
+_holders: weakref.WeakKeyDictionary[Buffer, dict[int, weakref.ref]] = weakref.WeakKeyDictionary()
 
 
 class Tensor(
@@ -291,6 +297,7 @@ class Tensor(
                 # the result's own buffer is versioned too: an assign that later overwrites it voids the record
                 record_realized(t.node, view, v + ((buf, buf.version),))
             t.node = view
+            _holders.setdefault(buf, {})[id(t)] = weakref.ref(t)
 
     def _contiguous_buffer(self) -> Buffer:
         self.realize()
@@ -372,8 +379,7 @@ class Tensor(
         if autograd.is_grad_enabled() and not self._leaf_grad and (self.requires_grad or src.requires_grad):
             self.node = src.node
             return self
-        if as_contiguous_buffer(self.node) is None:
-            self.realize()
+        self._own_memory()
         old = self.node
         self.node = Node(Op.ASSIGN, self.dtype, (old, src.node))
         if autograd.needs_grad(old):
@@ -406,8 +412,7 @@ class Tensor(
         if src.device != self.device:
             raise RuntimeError(f"assign_at: value is on {src.device} but the tensor is on {self.device}")
         src = src.reshape(block).cast(self.dtype)
-        if as_contiguous_buffer(self.node) is None:
-            self.realize()
+        self._own_memory()
         dynamic = tuple(st.cast(dtypes.int64).node for st in starts if isinstance(st, Tensor))
         arg = tuple(st if isinstance(st, int) else None for st in starts)
         old = self.node
@@ -415,6 +420,24 @@ class Tensor(
         if autograd.needs_grad(old):
             autograd.alias(self.node, old)
         return self
+
+    def _own_memory(self) -> None:
+        """Realize this tensor and make sure no other tensor holds its buffer before it is written: two tensors
+        built alike are one graph, so realizing them together hands them one buffer, which is right until one
+        of them is assigned to. Then that one gets a copy of its own first (copy on write)."""
+        if as_contiguous_buffer(self.node) is None:
+            self.realize()
+        buf_node = as_contiguous_buffer(self.node)
+        assert buf_node is not None
+        buf = buf_node.arg
+        holders = _holders.get(buf)
+        if holders is None or not any(r() is not None and key != id(self) for key, r in list(holders.items())):
+            return
+        holders.pop(id(self), None)
+        fresh = Buffer(buf.device, buf.size, buf.dtype)
+        target = buffer_view(Node(Op.BUFFER, buf.dtype, (), fresh), self.shape)
+        self.node = Node(Op.ASSIGN, self.dtype, (target, self.node))
+        self.realize()
 
     def _inplace(self, value: Any) -> Tensor:
         """``assign`` for the in-place methods, which torch forbids on a leaf that requires grad."""

@@ -284,6 +284,8 @@ def _kernel_order(
 def _value_reads_target(assign: Node, body: list[Node]) -> bool:
     """Whether the value of ``assign`` reads its target; ``body`` is the assign's kernel body."""
     view = assign.src[0]
+    if assign.src[-1] is view:  # the value is the target itself (equal graphs realized to the same buffer)
+        return True
     for n in body:
         if n is assign or n is view:
             continue
@@ -445,7 +447,8 @@ def _kernel_item(
         order = body[:-1]
     else:  # an assign's body lists its target's view first; the value does not read it
         view = root.src[0]
-        order = [n for n in body[:-1] if n is not view and n is not view.src[0]] if view.src else body[1:-1]
+        skip = (view, view.src[0]) if view.src else (view,)
+        order = [n for n in body[:-1] if not any(n is k for k in skip)]
     def visit(n: Node) -> None:
         if (n in chosen and n is not root) or n.op is Op.BUFFER:
             buf = buffers[n] if n in buffers else n.arg

@@ -123,3 +123,23 @@ def test_jitted_decode_writes_one_row_per_step():
     assert outs[-1] == [float(sum(range(1, ctx + 1)))] * dim
     assert outs[2] == [6.0] * dim
     assert cache.numpy()[:, 0].tolist() == [float(i + 1) for i in range(ctx)]
+
+
+def test_tensors_built_alike_do_not_share_what_is_written():
+    """Equal graphs realize to one buffer; the first write to one of the tensors gives it a copy of its own."""
+    a, b = Tensor.zeros(4).contiguous(), Tensor.zeros(4).contiguous()
+    Tensor.realize_all([a, b])
+    a.assign(Tensor.ones(4)).realize()
+    assert a.tolist() == [1.0] * 4 and b.tolist() == [0.0] * 4
+    e, f = Tensor.empty(4).zero_(), Tensor.empty(4).zero_()
+    e.realize()
+    f.realize()
+    e += 1
+    assert e.tolist() == [1.0] * 4 and f.tolist() == [0.0] * 4
+    c, d = Tensor.zeros(3).contiguous(), Tensor.zeros(3).contiguous()
+    Tensor.realize_all([c, d])
+    c[1] = 5.0
+    assert c.tolist() == [0.0, 5.0, 0.0] and d.tolist() == [0.0] * 3
+    buf = c._contiguous_buffer()
+    c[2] = 6.0  # now the sole holder: written in place
+    assert c._contiguous_buffer() is buf and c.tolist() == [0.0, 5.0, 6.0]
