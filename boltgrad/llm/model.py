@@ -87,20 +87,10 @@ class Embedding(Module):
 def write_rows(cache: Tensor, rows: Tensor, start: int | Tensor) -> Tensor:
     """Write ``rows`` (B, H, T, E) into ``cache`` (B, H, ctx, E) at positions ``start .. start+T`` in place.
 
-    ``start`` is an int or a 0-d integer tensor (a Variable) with T == 1. Written as a select over the whole
-    cache for now; kept in this one function so a partial write can replace it.
+    ``start`` is an int or a 0-d integer tensor (a Variable, known when the kernel runs). A block write: the
+    kernel touches the T rows only, not the whole cache.
     """
-    ctx, length = cache.shape[2], rows.shape[2]
-    positions = Tensor.arange(ctx, device=cache.device).reshape(ctx, 1)
-    if isinstance(start, int):
-        placed = rows.pad((0, 0, start, ctx - start - length))
-        inside = (positions >= start) & (positions < start + length)
-    else:
-        if length != 1:
-            raise ValueError(f"write_rows: a tensor start position writes one row at a time, got {length} rows")
-        placed = rows.expand(cache.shape)
-        inside = positions == start
-    return cache.assign(placed.where(inside, cache))
+    return cache.assign_at((0, 0, start, 0), rows)
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

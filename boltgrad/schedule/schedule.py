@@ -183,7 +183,24 @@ def _materialized(targets: list[Node], nodes: list[Node]) -> set[Node]:
                 continue
             passes_expand = expanded or n.op is Op.EXPAND
             stack.extend((s, passes_expand or (n.op is Op.GATHER and i == 0)) for i, s in enumerate(n.src))
+    _shared_reduces(chosen)
     return chosen
+
+
+def _shared_reduces(chosen: set[Node]) -> None:
+    """Choose every REDUCE that the bodies of two or more kernels would contain: one read through an
+    elementwise chain by several kernels (the logits of a sampler, read by a max and by an arg-max) would
+    otherwise be computed again in each."""
+    while True:
+        owners: dict[Node, int] = {}
+        for root in chosen:
+            for n in toposort_until(root, chosen):
+                if n.op is Op.REDUCE and n is not root and n not in chosen:
+                    owners[n] = owners.get(n, 0) + 1
+        shared = [n for n, k in owners.items() if k > 1]
+        if not shared:
+            return
+        chosen.update(shared)
 
 
 def _target_buffer(assign: Node) -> Buffer:

@@ -182,3 +182,19 @@ def test_training_step_is_a_bounded_number_of_kernels_and_the_loss_rides_along()
         assert stats.kernels == before_read, "reading the loss after the step ran kernels again"
         counts.append(stats.kernels)
     assert value > 0 and counts[1] == counts[2] <= 30, counts
+
+
+def test_a_reduce_read_by_two_kernels_is_computed_once():
+    """logits (a matmul) read through an elementwise chain by a max and by an arg-max: materialized once,
+    not recomputed inside both reductions."""
+    import numpy as np
+
+    from boltgrad.schedule.schedule import create_schedule
+
+    h, w = Tensor(np.ones((1, 64), np.float32)), Tensor(np.ones((512, 64), np.float32))
+    scaled = (h @ w.T) * 0.5  # the chain the two reductions share
+    sched = create_schedule([scaled.amax(-1).node, scaled.argmax(-1).node])  # scheduled, not run
+    over_k = [it for it in sched.items if any(n.op.name == "REDUCE" and n.src[0].shape[-1] == 64
+                                              for n in it.ast.toposort())]  # fmt: skip
+    assert len(over_k) == 1
+    assert scaled.amax(-1).item() == 32.0 and scaled.argmax(-1).item() == 0
