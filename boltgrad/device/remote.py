@@ -204,6 +204,12 @@ class _Link:
         except OSError:
             pass
 
+    def __del__(self) -> None:
+        try:
+            self.sock.close()
+        except Exception:  # a half-made link, or interpreter shutdown
+            pass
+
     def compile(self, source: str) -> int:
         library_id = next(_ids)
         self._request(P.COMPILE, struct.pack("<I", library_id) + P.pack_str(source), "compile", expect=(P.COMPILED,))
