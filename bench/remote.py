@@ -19,8 +19,6 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -37,26 +35,12 @@ def _server() -> tuple[subprocess.Popen, str]:
 
 
 def mlp_step_times(device: str, steps: int, batch: int = 128) -> tuple[list[float], dict[str, float]]:
-    import boltgrad
-    from boltgrad import Tensor, nn, optim, stats
-    from boltgrad.nn import functional as F
+    from boltgrad import Tensor, stats
 
-    boltgrad.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)).to(device)
-    opt = optim.Adam(model.parameters(), lr=1e-3)
+    from .steps import mlp_batch, mlp_step
 
-    @boltgrad.jit
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        loss.realize()
-        opt.step()
-        return loss
-
-    rng = np.random.default_rng(0)
-    xs = rng.standard_normal((batch, 784)).astype(np.float32)
-    ys = rng.integers(0, 10, batch)
+    step = mlp_step(device, use_jit=True)
+    xs, ys = mlp_batch(batch)
     times = []
     for i in range(steps + 5):
         if i == 5:

@@ -35,8 +35,7 @@ def _median_time(fn: Callable[[], object], reps: int, warmup: int = 5) -> float:
 
 def boltgrad_rows(steps: int) -> dict[str, float]:
     import boltgrad
-    from boltgrad import Tensor, nn, optim
-    from boltgrad.nn import functional as F
+    from boltgrad import Tensor
 
     x16 = Tensor(np.ones(16, np.float32))
 
@@ -48,25 +47,37 @@ def boltgrad_rows(steps: int) -> dict[str, float]:
     jchain = boltgrad.jit(chain)
     out = {"launch_us_per_kernel": _median_time(lambda: jchain(x16).realize(), steps) / CHAIN * 1e6}
 
-    rng = np.random.default_rng(0)
-    xs = rng.standard_normal((BATCH, 784)).astype(np.float32)
-    ys = rng.integers(0, 10, BATCH)
+    xs, ys = mlp_batch(BATCH)
     for label, use_jit in (("mlp_step_eager_ms", False), ("mlp_step_jit_ms", True)):
-        boltgrad.manual_seed(0)
-        model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-        opt = optim.Adam(model.parameters(), lr=1e-3)
-
-        def step(x, y, model=model, opt=opt):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            loss.realize()
-            opt.step()
-            return loss
-
-        fn = boltgrad.jit(step) if use_jit else step
+        fn = mlp_step("CPU", use_jit)
         out[label] = _median_time(lambda fn=fn: fn(Tensor(xs), Tensor(ys)).item(), steps) * 1e3
     return out
+
+
+def mlp_batch(batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """A Fashion-MNIST-shaped batch of random inputs and labels, the same in every run."""
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch)
+
+
+def mlp_step(device: str, use_jit: bool) -> Callable:
+    """The Fashion-MNIST MLP (784-256-10) training step with Adam, on ``device``, jitted or not."""
+    import boltgrad
+    from boltgrad import nn, optim
+    from boltgrad.nn import functional as F
+
+    boltgrad.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)).to(device)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()  # the loss is computed with the update (see autograd.backward)
+        return loss
+
+    return boltgrad.jit(step) if use_jit else step
 
 
 def torch_rows(steps: int, threads: int) -> dict[str, float]:

@@ -193,8 +193,14 @@ class _Link:
 
     def _model_link(self, nbytes: int) -> None:
         delay = self.latency_s + (nbytes / self.bytes_per_s if self.bytes_per_s else 0.0)
-        if delay > 0:
+        if delay <= 0:
+            return
+        if delay > 2e-3:
             time.sleep(delay)
+            return
+        end = time.perf_counter() + delay  # sleep() overshoots short delays by far more than they last
+        while time.perf_counter() < end:
+            pass
 
     def _lose(self, reason: str) -> None:
         self.lost = reason
