@@ -323,3 +323,18 @@ def write_mnist(folder, split="train", n=5, gz=False, images_data=None, images=N
             with open(os.path.join(folder, name), "wb") as f:
                 f.write(content)
     return images.astype(np.uint8), labels
+
+
+def same(name: str, *args, **kwargs):
+    """A function of the tensors that calls ``F.name`` on ours and torch's ``F.name`` on torch's, with the same
+    extra arguments: ``check(same("softmax", dim=1), (3, 4))``."""
+    import torch.nn.functional as torch_functional
+
+    import boltgrad.nn.functional as bolt_functional
+
+    def call(*tensors):
+        lib = torch_functional if isinstance(tensors[0], torch.Tensor) else bolt_functional
+        return getattr(lib, name)(*tensors, *args, **kwargs)
+
+    call.__name__ = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
+    return call

@@ -206,3 +206,13 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Ten
         q = q.T
     values = Tensor(np.ascontiguousarray(q * gain), device=tensor.device).reshape(tensor.shape)
     return _fill(tensor, values)
+
+
+def default_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
+    """torch's default initialization of a Linear or convolution: kaiming-uniform weight (a = sqrt(5)) and a
+    bias uniform in +-1/sqrt(fan_in), drawn together."""
+    with batched():
+        kaiming_uniform_(weight, a=math.sqrt(5))
+        if bias is not None:
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            uniform_(bias, -bound, bound)

@@ -6,7 +6,6 @@ loads by name and a freshly made layer is distributed as torch's is.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,11 +47,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        with init.batched():
-            init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-            if self.bias is not None:
-                bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-                init.uniform_(self.bias, -bound, bound)
+        init.default_(self.weight, self.bias, self.in_features)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)

@@ -59,12 +59,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        with init.batched():
-            init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-            if self.bias is not None:
-                fan_in = self.weight.shape[1] * math.prod(self.kernel_size)
-                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-                init.uniform_(self.bias, -bound, bound)
+        init.default_(self.weight, self.bias, self.weight.shape[1] * math.prod(self.kernel_size))
 
     def _padded(self, x: Tensor) -> tuple[Tensor, Any]:
         """For padding modes other than zeros: the input padded here, and the padding left for the convolution."""

@@ -13,22 +13,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from helpers import batch, check
+from helpers import batch, check, same
 
 import boltgrad.nn.functional as F
 from boltgrad import Tensor, stats
-
-
-def same(name: str, *args, **kwargs):
-    """A function of the tensors that calls F.name on ours and torch's F.name on torch's, with the same args."""
-
-    def call(*tensors):
-        lib = TF if isinstance(tensors[0], torch.Tensor) else F
-        return getattr(lib, name)(*tensors, *args, **kwargs)
-
-    call.__name__ = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
-    return call
-
 
 # (input shape, weight shape, keyword arguments)
 CONV2D = [

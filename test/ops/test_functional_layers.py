@@ -12,23 +12,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from helpers import batch, check
+from helpers import batch, check, same
 
 import boltgrad
 import boltgrad.nn.functional as F
 from boltgrad import Tensor
-
-
-def same(name: str, *args, **kwargs):
-    """Call F.name on our tensors and torch's F.name on torch's, with the same extra arguments."""
-
-    def call(*tensors):
-        lib = TF if isinstance(tensors[0], torch.Tensor) else F
-        return getattr(lib, name)(*tensors, *args, **kwargs)
-
-    call.__name__ = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
-    return call
-
 
 ACTIVATIONS = [
     ("relu", {}), ("sigmoid", {}), ("tanh", {}), ("relu6", {}), ("hardtanh", {"min_val": -0.5, "max_val": 1.5}),

@@ -12,20 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from helpers import batch, check
+from helpers import batch, check, same
 
 import boltgrad.nn.functional as F
 from boltgrad import Tensor
-
-
-def same(name: str, *args, **kwargs):
-    def call(*tensors):
-        lib = TF if isinstance(tensors[0], torch.Tensor) else F
-        return getattr(lib, name)(*tensors, *args, **kwargs)
-
-    call.__name__ = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
-    return call
-
 
 REDUCTIONS = ("mean", "sum", "none")
 RNG = np.random.default_rng(7)
