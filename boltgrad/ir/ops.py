@@ -3,6 +3,8 @@
 The frontend writes every tensor operation with the *primitives* below; a backend sees nothing else. The
 *lowering* ops exist only inside a kernel after codegen has turned views into index arithmetic: buffer
 parameters, loops, loads, stores and accumulators, plus FDIV (a * recip(b) rendered as a true division).
+GPU kernels add shared memory, barriers and warp shuffles; a LOAD from a LOCAL is ``(local, index, barrier)``:
+the barrier it reads after.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ class Op(Enum):
     ENDRANGE = auto()  # src = (range,)
     FDIV = auto()  # a / b for floats
     SINK = auto()  # src = the stores of a kernel that writes several places
+    # GPU kernels (codegen/gpu.py): a STORE may carry a 4th source, a bool gate (stored only where true)
+    LOCAL = auto()  # arg = (id, size): a block's shared memory of ``size`` elements of dtype
+    BARRIER = auto()  # src = the LOCAL stores before it: every thread of the block waits here
+    SHUFFLE = auto()  # src = (value,), arg = ("down", k) lane + k of the warp (own value past its end) | ("idx", k)
 
 
 UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.NEG, Op.TRUNC})
