@@ -1,8 +1,9 @@
-"""``boltgrad pull``, ``boltgrad generate`` and ``boltgrad chat``: run a local language model.
+"""``boltgrad pull``, ``generate``, ``chat`` and ``serve``: run a local language model.
 
     boltgrad pull smollm2                                   # a model shipped in a wheel (offline)
     boltgrad generate smollm2 --prompt "The capital of France is" --max-tokens 16 --temperature 0 --json
     boltgrad chat smollm2                                   # interactive, with the model's chat template
+    boltgrad serve smollm2 --port 8000                      # an OpenAI-compatible server (boltgrad[serve])
 
 MODEL is a ``.gguf`` file, a Hugging Face model folder, or a packaged model's name; without one the commands
 use SmolLM2 when its package is installed. ``generate`` is a raw completion (no chat template; BOS as the
@@ -38,11 +39,23 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--top-k", type=int, default=0)
         p.add_argument("--top-p", type=float, default=1.0)
         p.add_argument("--min-p", type=float, default=0.0)
+        p.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 makes seen tokens less likely")
+        p.add_argument("--presence-penalty", type=float, default=0.0)
+        p.add_argument("--frequency-penalty", type=float, default=0.0)
+        p.add_argument("--stop", action="append", default=[], help="stop before this text (may be repeated)")
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--ctx", type=int, default=None, help="KV cache length (default: the model's, at most 4096)")
         p.add_argument("--device", default=None)
         p.add_argument("--no-jit", dest="jit", action="store_false", help="run each decode step unrecorded")
         p.set_defaults(func=_generate if name == "generate" else _chat)
+
+    p = sub.add_parser("serve", help="serve a local model over an OpenAI-compatible HTTP API")
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="a .gguf file, a model folder or smollm2")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--ctx", type=int, default=None, help="KV cache length: the longest prompt plus answer")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_serve)
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -83,7 +96,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "min_p": args.min_p,
-            "seed": args.seed, "use_jit": args.jit}  # fmt: skip
+            "repetition_penalty": args.repetition_penalty, "presence_penalty": args.presence_penalty,
+            "frequency_penalty": args.frequency_penalty, "stop": args.stop, "seed": args.seed,
+            "use_jit": args.jit}  # fmt: skip
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -109,7 +124,7 @@ def _generate(args: argparse.Namespace) -> int:
             if not args.json:
                 sys.stdout.write(token.text)
                 sys.stdout.flush()
-    except ValueError as e:  # past the context
+    except ValueError as e:  # bad sampling settings, or past the context
         print(f"generate: {e}", file=sys.stderr)
         return 2
     text = "".join(pieces)
@@ -154,4 +169,23 @@ def _chat(args: argparse.Namespace) -> int:
             continue
         print()
         history.append({"role": "assistant", "content": "".join(reply)})
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from boltgrad.llm import serve
+
+    try:
+        serve.require_fastapi()
+    except ImportError as e:
+        print(f"serve: {e}", file=sys.stderr)
+        return 2
+    loaded = _load(args)
+    if loaded is None:
+        return 2
+    model, tokenizer = loaded
+    if not tokenizer:
+        print(f"serve: {args.model} has no tokenizer, and the server takes text: add a tokenizer.json", file=sys.stderr)
+        return 2
+    serve.serve(model, tokenizer, serve.model_name(args.model), host=args.host, port=args.port)
     return 0

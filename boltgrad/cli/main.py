@@ -23,7 +23,7 @@ def doctor(args: argparse.Namespace) -> int:
     for name in known_devices():
         status = probe(name)
         mark = "ok " if status.ok else "-- "
-        print(f"  {mark}{name:<8} {status.detail}")
+        print(f"  {mark}{name:<10} {status.detail}")
         if not status.ok:
             failures += 1
             if status.fix:

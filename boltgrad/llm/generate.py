@@ -2,7 +2,8 @@
 
 Sampling runs on the device, so each step sends back one token id. The decode step reads its position from a
 ``boltgrad.Variable``: the first call runs it, the second records its kernels and from the third on the recording
-is replayed as one launch list, whatever the position.
+is replayed as one launch list, whatever the position. Penalties for repeated tokens read a per-token count kept
+on the device too (``TokenHistory``), and stop strings are found in the decoded text on the host.
 
     >>> model, tokenizer = boltgrad.llm.load("SmolLM2-135M-Instruct.Q4_1.gguf")         # doctest: +SKIP
     >>> "".join(t.text for t in generate(model, tokenizer, "The capital of France is", 5))  # doctest: +SKIP
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,13 @@ class Sampling:
     top_k: int = 0
     top_p: float = 1.0
     min_p: float = 0.0
+    # Penalties for tokens already seen, applied to the logits before anything else. repetition_penalty (as in
+    # transformers and llama.cpp; 1 is off) divides a positive logit of a token in the prompt or the output by it
+    # and multiplies a negative one; presence_penalty and frequency_penalty (as in OpenAI's API; 0 is off)
+    # subtract from the logit of each generated token a constant and its count times the penalty.
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.temperature < 0 or not math.isfinite(self.temperature):
@@ -45,14 +53,53 @@ class Sampling:
             raise ValueError(f"sampling: top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.min_p <= 1:
             raise ValueError(f"sampling: min_p must be in [0, 1], got {self.min_p}")
+        if not 0 < self.repetition_penalty < math.inf:
+            raise ValueError(f"sampling: repetition_penalty must be > 0 (1 is off), got {self.repetition_penalty}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"sampling: {name} must be a finite number (0 is off), got {getattr(self, name)}")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    @property
+    def penalized(self) -> bool:
+        return self.repetition_penalty != 1 or self.presence_penalty != 0 or self.frequency_penalty != 0
 
-def sample(logits: Tensor, s: Sampling) -> Tensor:
-    """The next token of each row of ``logits`` (B, V) as int64 (B,), computed on the device."""
+
+class TokenHistory:
+    """The tokens a generation has seen, as the penalties need them: which ids the prompt holds and how often
+    each id was generated, two (1, vocab) float32 tensors on the device. They are written in place (``assign``),
+    so a jitted decode step that updates them keeps doing so in every replay: only the new token's count is
+    written (a block write at an index computed on the device), and no id comes back to the host for it."""
+
+    def __init__(self, vocab: int, device: str):
+        self.vocab = vocab
+        self.in_prompt = Tensor.zeros(1, vocab, device=device).contiguous().realize()
+        self.counts = Tensor.zeros(1, vocab, device=device).contiguous().realize()
+
+    def start(self, prompt: list[int]) -> None:
+        """Forget the last generation and mark the ids of ``prompt``."""
+        ids = Tensor([prompt], dtype=int64, device=self.counts.device).reshape(-1, 1)
+        hits = (ids == Tensor.arange(self.vocab, device=ids.device)).any(0, keepdim=True)  # (1, vocab)
+        self.in_prompt.assign(hits.cast(float32))
+        self.counts.assign(self.counts.zeros_like())
+        Tensor.realize_all([self.in_prompt, self.counts])
+
+    def add(self, token: Tensor) -> Tensor:
+        """Count ``token`` (1, 1), lazily; returns the count tensor to realize."""
+        return self.counts.assign_at((0, token.reshape(())), self.counts.gather(1, token) + 1)
+
+
+def sample(logits: Tensor, s: Sampling, history: TokenHistory | None = None) -> Tensor:
+    """The next token of each row of ``logits`` (B, V) as int64 (B,), computed on the device. Penalized
+    sampling needs the ``history`` of the generation (batch 1)."""
+    if s.penalized:
+        if history is None:
+            raise ValueError("sample: repetition, presence and frequency penalties need the TokenHistory of the "
+                             "generation")  # fmt: skip
+        logits = penalize(logits, s, history)
     if s.greedy:
         return logits.argmax(-1)
     logits = logits.cast(float32) / s.temperature
@@ -69,6 +116,21 @@ def sample(logits: Tensor, s: Sampling) -> Tensor:
     # Gumbel-max: the argmax of logits + Gumbel noise is a draw from softmax(logits) over the kept tokens
     noise = -(-Tensor.rand(logits.shape, device=logits.device).log()).log()
     return (logits + noise).where(keep, -math.inf).argmax(-1)
+
+
+def penalize(logits: Tensor, s: Sampling, history: TokenHistory) -> Tensor:
+    """``logits`` (1, V) with the penalties of ``s`` for the tokens in ``history``, as float32."""
+    logits = logits.cast(float32)
+    counts = history.counts
+    if s.repetition_penalty != 1:
+        seen = (history.in_prompt + counts) > 0
+        shrunk = (logits * s.repetition_penalty).where(logits < 0, logits / s.repetition_penalty)
+        logits = shrunk.where(seen, logits)
+    if s.presence_penalty != 0:
+        logits = logits - (counts > 0).cast(float32) * s.presence_penalty
+    if s.frequency_penalty != 0:
+        logits = logits - counts * s.frequency_penalty
+    return logits
 
 
 def _top_p_threshold(probs: Tensor, top_p: float) -> Tensor:
@@ -96,6 +158,7 @@ class GenerationStats:
     prefill_s: float = 0.0
     decode_s: float = 0.0  # decode steps after the first two (the plain run and the recording)
     timed_steps: int = 0
+    finish_reason: str = ""  # "stop" (an end-of-sequence token or a stop string) or "length" (max_tokens)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -108,19 +171,40 @@ class GenerationStats:
 
 
 class Generator:
-    """The decode machinery of one model: its position Variable and a jitted step per sampling setting."""
+    """The decode machinery of one model: its position Variable, the token history the penalties read, and a
+    jitted step per sampling setting. A recording holds the buffers of the KV caches and the history it wrote,
+    so these are reused from one generation to the next, and the recordings are dropped if the caches change."""
 
     def __init__(self, model: Transformer):
         self.model = model
         self.pos = Variable(f"pos_ctx{model.ctx}", 0, model.ctx - 1)
         self.steps: dict[Sampling, Callable[..., Tensor]] = {}
+        self.history = TokenHistory(model.config.vocab_size, model.device)
+        self.caches: list[Tensor] = []
+
+    def prepare(self) -> None:
+        """KV caches for one sequence: the ones of the last generation when they still fit (the prefill
+        overwrites what the new prompt needs, the mask hides the rest), else fresh ones and no recordings."""
+        model = self.model
+        if model.cache_batch != 1:
+            model.reset_cache(1)
+        caches = model.caches()
+        if len(caches) != len(self.caches) or any(a is not b for a, b in zip(caches, self.caches)):
+            self.steps.clear()
+            self.caches = caches
+
+    def state(self, token: Tensor, sampling: Sampling) -> list[Tensor]:
+        """What a step (or the prefill) that sampled ``token`` must realize: the token, the caches and, when it
+        is penalized, the count of the token."""
+        out = [token, *self.model.caches()]
+        return out + [self.history.add(token)] if sampling.penalized else out
 
     def step_fn(self, sampling: Sampling, use_jit: bool) -> Callable[..., Tensor]:
-        model = self.model
+        model, history = self.model, self.history
 
         def step(token: Tensor, pos: Tensor) -> Tensor:
-            nxt = sample(model(token, start_pos=pos)[:, -1, :], sampling).reshape(-1, 1)
-            Tensor.realize_all([nxt, *model.caches()])
+            nxt = sample(model(token, start_pos=pos)[:, -1, :], sampling, history).reshape(-1, 1)
+            Tensor.realize_all(self.state(nxt, sampling))
             return nxt
 
         if not use_jit:
@@ -140,15 +224,22 @@ def _generator(model: Transformer) -> Generator:
 
 def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_tokens: int = 256,
              temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
-             seed: int | None = None, stop_at_eos: bool = True, use_jit: bool = True,
+             repetition_penalty: float = 1.0, presence_penalty: float = 0.0, frequency_penalty: float = 0.0,
+             seed: int | None = None, stop: Sequence[str] = (), stop_at_eos: bool = True, use_jit: bool = True,
              stats: GenerationStats | None = None) -> Iterator[GeneratedToken]:  # fmt: skip
     """Yield up to ``max_tokens`` tokens that follow ``prompt`` (text, or a list of token ids), one at a time.
 
-    Greedy by default; ``temperature`` > 0 samples (see ``Sampling``), reproducibly for a given ``seed``. Stops
-    after an end-of-sequence token (which is yielded) unless ``stop_at_eos`` is false. ``stats``, if given, is
-    filled with token counts and prefill/decode timings.
+    Greedy by default; ``temperature`` > 0 samples (see ``Sampling``, also for the penalties), reproducibly for
+    a given ``seed``. Stops after an end-of-sequence token (which is yielded) unless ``stop_at_eos`` is false,
+    and at the first of the ``stop`` strings the text contains: the text of the tokens then ends just before
+    it. A piece of text that may be the start of a stop string is held back until the next tokens tell (its
+    token's ``text`` is ""). ``stats``, if given, is filled with token counts, prefill/decode timings and the
+    finish reason.
     """
-    sampling = Sampling(temperature, top_k, top_p, min_p)
+    sampling = Sampling(temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty)
+    stops = [s for s in stop if s]
+    if stops and not tokenizer:
+        raise ValueError("generate: stop strings need a tokenizer to decode the tokens")
     ids = list(prompt) if isinstance(prompt, list | tuple) else tokenizer.encode(prompt)
     if not ids:
         raise ValueError("generate: the prompt is empty (give at least one token, e.g. BOS)")
@@ -160,14 +251,17 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
     stats = stats if stats is not None else GenerationStats()
     stats.prompt_tokens = len(ids)
     gen = _generator(model)
+    gen.prepare()
     step = gen.step_fn(sampling, use_jit)
     eos = set(getattr(tokenizer, "eos_token_ids", ()) or ())
-    decoder = _TextStream(tokenizer, ids)
+    decoder = _TextStream(tokenizer, stops)
 
     start = time.perf_counter()
-    model.reset_cache(1)
-    token = sample(model(Tensor([ids], dtype=int64), start_pos=0)[:, -1, :], sampling).reshape(1, 1)
-    Tensor.realize_all([token, *model.caches()])
+    if sampling.penalized:
+        gen.history.start(ids)
+    logits = model(Tensor([ids], dtype=int64), start_pos=0)[:, -1, :]
+    token = sample(logits, sampling, gen.history).reshape(1, 1)
+    Tensor.realize_all(gen.state(token, sampling))
     position = len(ids)
     for i in range(max_tokens):
         token_id = int(token.item())
@@ -177,9 +271,14 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
             stats.decode_s += time.perf_counter() - start
             stats.timed_steps += 1
         stats.generated = i + 1
-        yield GeneratedToken(token_id, decoder.add(token_id))
-        if (stop_at_eos and token_id in eos) or i == max_tokens - 1:
+        at_eos = stop_at_eos and token_id in eos
+        last = at_eos or i == max_tokens - 1
+        text = decoder.add(token_id, last)
+        if decoder.stopped or last:
+            stats.finish_reason = "stop" if decoder.stopped or at_eos else "length"
+            yield GeneratedToken(token_id, text)
             return
+        yield GeneratedToken(token_id, text)
         start = time.perf_counter()
         token = step(token, gen.pos.bind(position))
         position += 1
@@ -187,19 +286,40 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
 
 class _TextStream:
     """Turns token ids into text pieces: decodes the whole generation and hands out what is new, holding back
-    an unfinished UTF-8 character (shown as U+FFFD by the decoder) until its last byte arrives."""
+    an unfinished UTF-8 character (shown as U+FFFD by the decoder) until its last byte arrives, and text that
+    may be the start of a stop string until it is known not to be. Once a stop string appears, the text ends
+    before it and ``stopped`` is set."""
 
-    def __init__(self, tokenizer: Any, prompt: list[int]):
+    def __init__(self, tokenizer: Any, stops: list[str]):
         self.tokenizer = tokenizer if tokenizer else None
+        self.stops = stops
         self.ids: list[int] = []
-        self.sent = 0
+        self.decoded = 0  # characters of the decoded text taken from the decoder
+        self.pending = ""  # taken, but not handed out yet: it may begin a stop string
+        self.stopped = False
 
-    def add(self, token_id: int) -> str:
+    def add(self, token_id: int, last: bool = False) -> str:
+        """The text that ``token_id`` adds; ``last``: no token follows, so nothing is held back."""
         if self.tokenizer is None:
             return ""
         self.ids.append(token_id)
         text = self.tokenizer.decode(self.ids)
-        if text.endswith("\ufffd"):
+        if text.endswith("\ufffd") and not last:
             return ""
-        piece, self.sent = text[self.sent :], len(text)
+        self.pending += text[self.decoded :]
+        self.decoded = len(text)
+        found = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if found:
+            self.stopped = True
+            return self.pending[: min(found)]
+        keep = 0 if last else _stop_prefix_length(self.pending, self.stops)
+        piece, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
         return piece
+
+
+def _stop_prefix_length(text: str, stops: list[str]) -> int:
+    """The length of the longest end of ``text`` that is the beginning of a stop string (0 if none)."""
+    for length in range(min(len(text), max((len(s) for s in stops), default=0)), 0, -1):
+        if any(s.startswith(text[-length:]) for s in stops):
+            return length
+    return 0
