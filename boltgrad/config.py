@@ -32,9 +32,11 @@ REMOTE_TIMEOUT_VAR = EnvVar("BOLT_REMOTE_TIMEOUT", "3", "seconds without a word 
 REMOTE_TLS_VAR = EnvVar("BOLT_REMOTE_TLS", "", "REMOTE over TLS: 1 trusts the system's CAs, a path that PEM file")
 REMOTE_LINK_VAR = EnvVar("BOLT_REMOTE_LINK", "", "model a slower link on the client, e.g. 'latency_us=100,gbit=24'")
 SEARCH_VAR = EnvVar("BOLT_SEARCH", "0", "beam width of the kernel search timed on the device (0: the heuristic only)")
+NVRTC_VAR = EnvVar("BOLT_NVRTC", "", "the NVRTC library of the CUDA device; default: found in wheels or CUDA_HOME")
+CUDA_HOME_VAR = EnvVar("CUDA_HOME", "", "a CUDA toolkit's folder: one place the CUDA device looks for NVRTC")
 
 ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR, REMOTE_TOKEN_VAR,
-            REMOTE_TIMEOUT_VAR, REMOTE_TLS_VAR, REMOTE_LINK_VAR, SEARCH_VAR)  # fmt: skip
+            REMOTE_TIMEOUT_VAR, REMOTE_TLS_VAR, REMOTE_LINK_VAR, SEARCH_VAR, NVRTC_VAR, CUDA_HOME_VAR)  # fmt: skip
 
 
 def debug_level() -> int:
@@ -105,3 +107,11 @@ def search_width() -> int:
         return max(int(SEARCH_VAR.get() or 0), 0)
     except ValueError:
         return 0
+
+
+def nvrtc_library() -> str:
+    return NVRTC_VAR.get()
+
+
+def cuda_home() -> str:
+    return CUDA_HOME_VAR.get()

@@ -34,11 +34,22 @@ import pytest
 import torch
 
 import boltgrad
+import boltgrad.device.registry
 from boltgrad import Tensor
 
 # BOLT_TEST_REMOTE=REMOTE:host:port adds a device server's device to every test that runs on each device
 DEVICES = ("CPU", "PYTHON") + ((os.environ["BOLT_TEST_REMOTE"],) if os.environ.get("BOLT_TEST_REMOTE") else ())
-on_devices = pytest.mark.parametrize("device", DEVICES)  # decorate a test that takes `device`
+# CUDA joins where it works (BOLT_TEST_CUDA=1 demands it: a test then fails, not skips, if it does not)
+if os.environ.get("BOLT_TEST_CUDA") == "1" or boltgrad.device.registry.probe("CUDA").ok:
+    DEVICES += ("CUDA",)
+# these op-suite modules also run on PYTHON_GPU: GPU-lowered kernels run with GPU semantics, no GPU needed
+GPU_EMULATED_MODULES = {"test_ops", "test_reduce", "test_movement"}
+
+
+def on_devices(fn: Callable[..., Any]) -> Any:
+    """Decorate a test that takes ``device``: it runs on each of DEVICES (and PYTHON_GPU in some modules)."""
+    emulated = fn.__module__.rsplit(".", 1)[-1] in GPU_EMULATED_MODULES
+    return pytest.mark.parametrize("device", DEVICES + (("PYTHON_GPU",) if emulated else ()))(fn)
 
 # default tolerance by output dtype: (atol, rtol); integers and bools always compare exactly
 TOLERANCE = {

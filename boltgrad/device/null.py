@@ -53,6 +53,8 @@ class NullDevice(Device):
 
     def __init__(self, name: str = "NULL"):
         super().__init__(name)
+        if name.partition(":")[2] == "CUDA":  # NULL:CUDA lowers for a GPU and renders CUDA (compile-checks, no GPU)
+            self.renderer = "cuda"
         self._allocator = NullAllocator()
         self._compiler = NullCompiler()
 

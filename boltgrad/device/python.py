@@ -8,6 +8,7 @@ by zero gives 0. It is slow by design; tests keep its shapes small.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from ..ir.dtypes import DType, bf16_bits_to_float, bfloat16, cast_scalar, float16, float_to_bf16_bits, wrap_int
@@ -87,9 +88,16 @@ class PythonProgram:
                 self.loop_start[i] = start
 
     def __call__(self, buffers: tuple[bytearray, ...], var_values: tuple[int, ...], start: int, end: int) -> None:
+        views = [_view(b, dt) for b, dt in zip(buffers, self.prog.params)]
+        values: dict[Node, Any] = {v: val for v, val in zip(self.prog.variables, var_values)}
+        for _ in self.execute(views, values, start, end, {}):
+            raise RuntimeError(f"PYTHON: kernel {self.prog.name} waits at a barrier, but it was not launched on a GPU")
+
+    def execute(self, views: list[memoryview], values: dict[Node, Any], start: int, end: int,
+                shared: dict[Node, list]) -> Iterator[tuple[int, Any]]:  # fmt: skip
+        """Run the instructions for one thread. At a BARRIER or SHUFFLE it yields ``(position, value)`` and
+        takes what the block gives back (a shuffled value), so a block's threads can run in lockstep."""
         prog = self.prog
-        views = [_view(b, dt) for b, dt in zip(buffers, prog.params)]
-        values: dict[Node, Any] = {v: val for v, val in zip(prog.variables, var_values)}
         if prog.global_range is None and start >= end:
             return
         bounds: dict[Node, int] = {}
@@ -117,14 +125,19 @@ class PythonProgram:
             elif op is Op.PARAM:
                 values[n] = views[n.arg]
             elif op is Op.LOAD:
-                ok = len(n.src) < 3 or self._value(n.src[2], values)
-                if ok:
+                if n.src[0].op is Op.LOCAL:
+                    values[n] = _read_shared(shared[n.src[0]], self._value(n.src[1], values), prog.name)
+                elif len(n.src) < 3 or self._value(n.src[2], values):
                     values[n] = _read(values[n.src[0]], self._value(n.src[1], values), n.dtype)
                 else:
                     values[n] = cast_scalar(0, n.dtype)
             elif op is Op.STORE:
-                dt = n.src[2].dtype
-                _write(values[n.src[0]], self._value(n.src[1], values), self._value(n.src[2], values), dt)
+                if len(n.src) < 4 or self._value(n.src[3], values):
+                    value = self._value(n.src[2], values)
+                    if n.src[0].op is Op.LOCAL:
+                        _write_shared(shared[n.src[0]], self._value(n.src[1], values), value, prog.name)
+                    else:
+                        _write(values[n.src[0]], self._value(n.src[1], values), value, n.src[2].dtype)
             elif op is Op.ACC:
                 values[n] = self._value(n.src[0], values)
             elif op is Op.ACC_UPDATE:
@@ -134,13 +147,98 @@ class PythonProgram:
                 values[n] = values[n.src[0]]
             elif op is Op.BITCAST:
                 values[n] = _bitcast(self._value(n.src[0], values), n.src[0].dtype, n.dtype)
-            elif op not in (Op.CONST, Op.VAR):
+            elif op is Op.BARRIER:
+                yield pc, None
+            elif op is Op.SHUFFLE:
+                values[n] = yield pc, self._value(n.src[0], values)
+            elif op not in (Op.CONST, Op.VAR, Op.LOCAL):
                 values[n] = eval_alu(op, n.dtype, [self._value(s, values) for s in n.src])
             pc += 1
 
     @staticmethod
     def _value(n: Node, values: dict[Node, Any]) -> Any:
         return n.arg if n.op is Op.CONST else values[n]
+
+
+def _read_shared(memory: list, index: int, kernel: str) -> Any:
+    if not 0 <= index < len(memory):
+        raise IndexError(f"PYTHON_GPU: kernel {kernel} reads shared memory [{index}] past its {len(memory)} elements")
+    value = memory[index]
+    if value is None:
+        raise RuntimeError(f"PYTHON_GPU: kernel {kernel} reads shared memory [{index}] before any thread wrote it")
+    return value
+
+
+def _write_shared(memory: list, index: int, value: Any, kernel: str) -> None:
+    if not 0 <= index < len(memory):
+        raise IndexError(f"PYTHON_GPU: kernel {kernel} writes shared memory [{index}] past its {len(memory)} elements")
+    memory[index] = value
+
+
+class GPUProgram(PythonProgram):
+    """A GPU-lowered program (``prog.meta["gpu"] = (grid, block)``) run as the GPU would: every block in turn,
+    its threads in lockstep from barrier to barrier, each with its own values of the block and thread ranges.
+
+    A barrier or shuffle that some threads of a block reach and others do not, or reach at different places, is
+    an error (on a GPU it hangs or reads garbage); so is reading shared memory no thread wrote, or a shuffle
+    from a lane the block does not have."""
+
+    WARP = 32
+
+    def __init__(self, prog: Any):
+        super().__init__(prog)
+        _, self.block = prog.meta["gpu"]
+        specials = {s for n in self.instructions for s in n.src if s.op is Op.RANGE and s.arg[1] in ("block", "thread")}
+        self.block_range = next((s for s in specials if s.arg[1] == "block"), None)
+        self.thread_range = next((s for s in specials if s.arg[1] == "thread"), None)
+        self.locals = [n for n in self.instructions if n.op is Op.LOCAL]
+
+    def __call__(self, buffers: tuple[bytearray, ...], var_values: tuple[int, ...], start: int, end: int) -> None:
+        views = [_view(b, dt) for b, dt in zip(buffers, self.prog.params)]
+        for block_id in range(end // self.block):
+            shared = {n: [None] * n.arg[1] for n in self.locals}
+            threads = []
+            for thread_id in range(self.block):
+                values: dict[Node, Any] = dict(zip(self.prog.variables, var_values))
+                values[self.block_range] = block_id
+                values[self.thread_range] = thread_id
+                threads.append(self.execute(views, values, 0, 1, shared))
+            self._run_block(threads)
+
+    def _run_block(self, threads: list[Iterator[tuple[int, Any]]]) -> None:
+        replies: list[Any] = [None] * len(threads)
+        while True:
+            arrived: list[tuple[int, Any] | None] = []
+            for t, thread in enumerate(threads):
+                try:
+                    arrived.append(thread.send(replies[t]))  # send(None) starts a thread or resumes a barrier
+                except StopIteration:
+                    arrived.append(None)
+            if all(a is None for a in arrived):
+                return
+            places = {a[0] if a is not None else None for a in arrived}
+            if len(places) != 1:
+                where = sorted(f"{self.instructions[p].op.name}@{p}" if p is not None else "the end" for p in places)
+                raise RuntimeError(f"PYTHON_GPU: kernel {self.prog.name}: the threads of a block diverge at a "
+                                   f"barrier or shuffle (they are at {', '.join(where)})")  # fmt: skip
+            pc = places.pop()
+            n = self.instructions[pc]
+            if n.op is Op.BARRIER:
+                replies = [None] * len(threads)
+                continue
+            values = [a[1] for a in arrived]  # type: ignore[index]
+            replies = [self._shuffle(n, values, t) for t in range(len(threads))]
+
+    def _shuffle(self, n: Node, values: list[Any], t: int) -> Any:
+        mode, k = n.arg
+        lane, base = t % self.WARP, t - t % self.WARP
+        source = lane + k if mode == "down" else k
+        if mode == "down" and source >= self.WARP:
+            return values[t]
+        if base + source >= len(values):
+            raise RuntimeError(f"PYTHON_GPU: kernel {self.prog.name} shuffles from lane {source} of a warp that has "
+                               f"only {len(values) - base} threads")  # fmt: skip
+        return values[base + source]
 
 
 def _bitcast(value: Any, src: DType, dst: DType) -> Any:
@@ -176,3 +274,18 @@ class PythonDevice(Device):
 
     def self_check(self) -> str:
         return "interprets kernels in Python (slow; the reference for the others)"
+
+
+class PythonGPUDevice(PythonDevice):
+    """PYTHON_GPU: the engine lowers its kernels for a GPU (``codegen/gpu.py``: blocks, threads, shared memory,
+    barriers, warp shuffles, with small blocks and tiles) and this device runs them with GPU semantics, so GPU
+    code generation is checked where there is no GPU."""
+
+    renderer = "python_gpu"
+
+    def program(self, library: Any, name: str) -> PythonProgram:
+        prog = library[name]
+        return GPUProgram(prog) if "gpu" in prog.meta else PythonProgram(prog)
+
+    def self_check(self) -> str:
+        return "runs GPU-lowered kernels in Python with GPU semantics (grid, blocks, shared memory, barriers)"

@@ -16,6 +16,8 @@ from .base import Device
 _MODULES = {"CPU": ("cpu", "CPUDevice"), "PYTHON": ("python", "PythonDevice"), "NULL": ("null", "NullDevice")}
 _MODULES["DISK"] = ("disk", "DiskDevice")  # files mapped read-only; runs no kernels
 _MODULES["REMOTE"] = ("remote", "RemoteDevice")  # a device behind `boltgrad device-server`
+_MODULES["PYTHON_GPU"] = ("python", "PythonGPUDevice")  # GPU-lowered kernels run with GPU semantics in Python
+_MODULES["CUDA"] = ("cuda", "CUDADevice")  # NVIDIA GPUs: NVRTC and the driver API through ctypes
 _opened: dict[str, Device] = {}
 
 

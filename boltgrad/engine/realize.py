@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import config, stats
 from ..codegen.blocking import KernelOpts
+from ..codegen.gpu import GPU_TARGETS, lower_for_gpu
 from ..codegen.linearize import LinearProgram, linearize, program_text
 from ..codegen.lower import lower_kernel
 from ..codegen.search import cached_search, has_choices
@@ -25,7 +26,8 @@ from ..device.registry import get_device
 from ..ir.dtypes import uint8
 from ..ir.node import Node
 from ..ir.ops import ALU, Op
-from ..render.cstyle import RENDERERS
+from ..render.cstyle import RENDERERS as C_RENDERERS
+from ..render.cuda import CUDARenderer
 from ..schedule.schedule import CopyItem, KernelItem, Schedule, create_schedule
 
 
@@ -37,6 +39,9 @@ class CompiledKernel:
     flops_per_iteration: int
     source: str
 
+
+# which renderer writes a device's source (``Device.renderer``); GPU_TARGETS says which of them lower for a GPU
+RENDERERS = {**C_RENDERERS, "cuda": CUDARenderer}
 
 # by (device, device instance, kernel AST): a device opened anew (a REMOTE after reconnect) compiles again
 _compiled: dict[tuple[str, int, Node], CompiledKernel] = {}
@@ -179,14 +184,18 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
     for device_name, by_ast in missing.items():
         device = get_device(device_name)
         linears = []
+        gpu = GPU_TARGETS.get(device.renderer)
         for ast, items in by_ast.items():
+            if gpu is not None:
+                linears.append((ast, lower_for_gpu(ast, gpu)))
+                continue
             opts = _searched_opts(ast, items[0], device, debug)
             lin = linearize(lower_kernel(ast, opts))
             lin.meta["contract"] = bool(opts and opts.contract)
             linears.append((ast, lin))
         named = [(_kernel_name(ast, lin), lin) for ast, lin in linears]
         unique = dict(named)  # equal names mean equal code: two graphs that lower to the same program
-        if device.renderer == "python":
+        if device.renderer in ("python", "python_gpu"):
             library = device.compiler.compile(unique)
             sources = ["" for _ in named]
         else:

@@ -1,0 +1,321 @@
+"""GPU lowering: a scheduled kernel -> a linear program for a grid of thread blocks.
+
+The kernel is lowered as for the CPU but without register-level choices (``lower._lower_once`` with no lanes,
+upcasts or blocking); then its output loops are mapped to blocks and threads. ``RANGE`` nodes of kind
+``"block"`` and ``"thread"`` stand for ``blockIdx.x`` and ``threadIdx.x``: no instruction opens them, every
+thread of the grid runs the whole instruction list with its own values. Three mappings, tried in order:
+
+- **tiled matmul**: a kernel whose one reduce sums ``x * y`` where ``x`` depends on the rows and the reduce
+  but not the columns and ``y`` the other way round (any prologue: casts, dequantization). A block computes a
+  ``TM x TN`` tile, each thread ``UM x UN`` outputs spread ``TY``/``TX`` apart (conflict-free shared memory
+  reads). Per step of ``TK``, the block's threads store ``x`` for ``TM x TK`` and ``y`` for ``TK x TN``
+  positions into shared memory (out-of-range positions store 0), wait at a barrier and read them back.
+  The two tiles are double-buffered by the step's parity, so one barrier per step is enough: a thread that
+  overwrites a buffer two steps later has passed the barrier every thread reaches only after reading it.
+- **block reduce**: one block per output. Each thread reduces every ``T``-th element of the reduce, then the
+  warp combines its threads' partial values with shuffles (``__shfl_down_sync``), each warp's first lane writes
+  its value to shared memory, and after a barrier the first warp's lanes combine those; a last shuffle hands
+  the result to every thread, which computes the epilogue; thread 0 stores.
+- **per thread**: the flat output index is ``block * T + thread``; threads past the end recompute the last
+  output and do not store it. Reduce loops stay in each thread.
+
+Every thread of a block runs every barrier and shuffle (no barrier sits under a condition), which the
+PYTHON_GPU device checks as it runs the same programs with GPU semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..helpers import prod
+from ..ir.dtypes import DType, int64
+from ..ir.node import Node, const
+from ..ir.ops import Op
+from ..ir.rewrite import substitute
+from ..ir.symbolic import affine_terms, simplify
+from .linearize import LinearProgram, linearize
+from .lower import LoweredKernel, _lower_once, reduce_identity, unflatten_index
+
+
+@dataclass(frozen=True)
+class GPUTarget:
+    """The shape of the code for one kind of GPU (or for the PYTHON_GPU emulation, which wants small blocks)."""
+
+    block: int = 256  # threads of a per-thread block
+    reduce_block: int = 256  # most threads of a block that reduces one output
+    warp: int = 32
+    block_reduce_min: int = 128  # reduces at least this long get a block per output ...
+    few_outputs: int = 2048  # ... when their loads are contiguous along the reduce, or outputs are this few
+    tile: tuple[int, int, int, int, int] = (16, 16, 8, 8, 8)  # matmul: threads (y, x), outputs (y, x), k step
+    matmul_min: int = 64  # rows, columns and reduce at least this for the tiled matmul
+    pad: int = 4  # shared memory row padding of the tiles (keeps their stores free of bank conflicts)
+
+    def __post_init__(self) -> None:
+        ty, tx, um, un, tk = self.tile
+        if (ty * um * tk) % (ty * tx) or (tx * un * tk) % (ty * tx):
+            raise ValueError(f"GPUTarget: tile {self.tile}: TM*TK and TK*TN must split evenly over TY*TX threads")
+
+
+CUDA_TARGET = GPUTarget()
+# PYTHON_GPU runs every thread in Python: small blocks and tiles, and low thresholds, so that the op suite's
+# small shapes take every path (several warps, partial tiles, partial blocks)
+EMULATED_TARGET = GPUTarget(block=64, reduce_block=64, block_reduce_min=4, few_outputs=16, tile=(4, 2, 2, 2, 4),
+                            matmul_min=2, pad=1)  # fmt: skip
+GPU_TARGETS = {"cuda": CUDA_TARGET, "python_gpu": EMULATED_TARGET}
+
+
+def lower_for_gpu(ast: Node, target: GPUTarget, name: str = "kernel") -> LinearProgram:
+    """ast = STORE(PARAM output, value) at tensor level -> a linear program with ``meta["gpu"] = (grid, block)``.
+
+    ``outer_size`` of the result is the number of threads launched (grid * block)."""
+    store, ranges, lw = _lower_once(ast, reduce_upcast=False)
+    declared = {n.arg[0]: n.dtype for n in ast.toposort() if n.op is Op.PARAM}
+    params = [declared[i] for i in range(max(declared) + 1)]
+    mapper = _Mapper(store, ranges, target, lw.next_range)
+    if prod(mapper.extents) == 0:
+        return linearize(LoweredKernel(store, ranges, 0, 1, params), name)
+    mapped, grid, block = mapper.map()
+    lin = linearize(LoweredKernel(mapped, [], grid * block, 1, params), name)
+    lin.meta["gpu"] = (grid, block)
+    return lin
+
+
+class _Mapper:
+    def __init__(self, store: Node, ranges: list[Node], target: GPUTarget, next_id: int):
+        self.store, self.ranges, self.t = store, ranges, target
+        self.extents = [int(r.src[0].arg) for r in ranges]
+        self.next_id = next_id
+        self.locals = 0
+
+    def new_range(self, extent: int, kind: str) -> Node:
+        self.next_id += 1
+        return Node(Op.RANGE, int64, (const(extent),), (self.next_id - 1, kind))
+
+    def new_local(self, dtype: DType, size: int) -> Node:
+        self.locals += 1
+        return Node(Op.LOCAL, dtype, (), (self.locals - 1, size))
+
+    def map(self) -> tuple[Node, int, int]:
+        plan = _matmul_parts(self.store, self.ranges, self.t)
+        if plan is not None:
+            return self.tiled_matmul(*plan)
+        reduces = _top_reduces(self.store)
+        if reduces and self._wants_block_reduce(reduces):
+            return self.block_reduce()
+        return self.per_thread()
+
+    # ---- per thread
+
+    def per_thread(self) -> tuple[Node, int, int]:
+        total = prod(self.extents)
+        block = min(self.t.block, total)
+        grid = -(-total // block)
+        flat = self.new_range(grid, "block") * block + self.new_range(block, "thread")
+        inside = None
+        if grid * block != total:  # the last block's extra threads recompute the last output, unstored
+            inside = flat.lt(total)
+            flat = inside.where(flat, const(total - 1))
+        idx = unflatten_index(simplify(flat), tuple(self.extents)) if self.ranges else ()
+        store = simplify(substitute(self.store, dict(zip(self.ranges, idx))))
+        return (_gate_stores(store, simplify(inside)) if inside is not None else store), grid, block
+
+    # ---- block reduce
+
+    def _wants_block_reduce(self, reduces: list[Node]) -> bool:
+        lengths = [prod(int(r.src[0].arg) for r in _reduce_ranges(n)) for n in reduces]
+        if max(lengths) < self.t.block_reduce_min:
+            return False
+        if prod(self.extents) <= self.t.few_outputs:
+            return True
+        rranges = {r for n in reduces for r in _reduce_ranges(n)}
+        loads = [affine_terms(n.src[1])[0] for n in self.store.toposort() if n.op is Op.LOAD]
+        return any(t.get(r) == 1 for t in loads for r in rranges)
+
+    def block_reduce(self) -> tuple[Node, int, int]:
+        grid = prod(self.extents)
+        bid = self.new_range(grid, "block")
+        idx = unflatten_index(bid, tuple(self.extents)) if self.ranges else ()
+        store = simplify(substitute(self.store, dict(zip(self.ranges, idx))))
+        reduces = _top_reduces(store)
+        longest = max(prod(int(r.src[0].arg) for r in _reduce_ranges(n)) for n in reduces)
+        block = self.t.warp
+        while block < min(longest, self.t.reduce_block):
+            block *= 2
+        tid = self.new_range(block, "thread")
+        combined = {n: self._combine(self._partial(n, tid, block), n.arg, tid, block) for n in reduces}
+        store = substitute(store, combined)
+        return _gate_stores(store, tid.lt(1)), grid, block
+
+    def _partial(self, n: Node, tid: Node, block: int) -> Node:
+        """This thread's share of reduce ``n``: elements tid, tid + block, ... of its flattened loops."""
+        rranges = _reduce_ranges(n)
+        extents = tuple(int(r.src[0].arg) for r in rranges)
+        length = prod(extents)
+        step = self.new_range(-(-length // block), "reduce")
+        flat = step * block + tid
+        body = substitute(n.src[0], dict(zip(rranges, unflatten_index(flat, extents))))
+        if length % block:
+            inside = simplify(flat.lt(length))
+            body = inside.where(_gate_loads(body, inside), const(reduce_identity(n.arg, n.dtype), n.dtype))
+        return Node(Op.REDUCE, n.dtype, (simplify(body), step), n.arg)
+
+    def _combine(self, value: Node, rop: Op, tid: Node, block: int) -> Node:
+        """Combine one value per thread of the block into the block's result, which every thread receives."""
+        warp, dt = self.t.warp, value.dtype
+        value = _shuffle_reduce(value, rop, warp)
+        if block > warp:
+            warps = block // warp
+            lane, which = simplify(tid % warp), simplify(tid // warp)
+            shared = self.new_local(dt, warps)
+            barrier = Node(Op.BARRIER, int64, (_store(shared, which, value, lane.lt(1)),))
+            mine = Node(Op.LOAD, dt, (shared, simplify(lane.lt(warps).where(lane, const(warps - 1))), barrier))
+            value = lane.lt(warps).where(mine, const(reduce_identity(rop, dt), dt))
+            value = _shuffle_reduce(value, rop, warps)
+        return Node(Op.SHUFFLE, dt, (value,), ("idx", 0))
+
+    # ---- tiled matmul
+
+    def tiled_matmul(self, reduce: Node, x: Node, y: Node, k: Node) -> tuple[Node, int, int]:
+        ty_n, tx_n, um, un, tk = self.t.tile
+        pad = self.t.pad
+        tm, tn, block = ty_n * um, tx_n * un, ty_n * tx_n
+        rows, cols, batch = self.ranges[-2], self.ranges[-1], self.ranges[:-2]
+        m, n, kk_total = int(rows.src[0].arg), int(cols.src[0].arg), int(k.src[0].arg)
+        tiles_m, tiles_n = -(-m // tm), -(-n // tn)
+        batches = tuple(self.extents[:-2])
+        grid = prod(batches) * tiles_m * tiles_n
+        bid, tid = self.new_range(grid, "block"), self.new_range(block, "thread")
+        tile_n, tile_m = bid % tiles_n, (bid // tiles_n) % tiles_m
+        batch_idx = unflatten_index(bid // (tiles_n * tiles_m), batches) if batch else ()
+        at_batch = dict(zip(batch, batch_idx))
+        step = self.new_range(-(-kk_total // tk), "reduce")
+        parity = step % 2
+        a_stride, b_stride = tm + pad, tn + pad
+        a_local, b_local = self.new_local(x.dtype, 2 * tk * a_stride), self.new_local(y.dtype, 2 * tk * b_stride)
+        stores = []
+        for expr, along, extent, width, stride, local in (
+            (x, rows, m, tm, a_stride, a_local),
+            (y, cols, n, tn, b_stride, b_local),
+        ):
+            base = (tile_m if along is rows else tile_n) * width
+            k_fast = any(t.get(k) == 1 for t in _load_terms(expr))  # neighbouring threads read along k
+            for part in range(width * tk // block):
+                e = tid + part * block
+                pos, kk = (e // tk, e % tk) if k_fast else (e % width, e // width)
+                where, kpos = base + pos, step * tk + kk
+                inside = _and(where.lt(extent) if extent % width else None,
+                              kpos.lt(kk_total) if kk_total % tk else None)  # fmt: skip
+                value = substitute(expr, {along: where, k: kpos, **at_batch})
+                if inside is not None:
+                    value = inside.where(_gate_loads(value, inside), const(0, expr.dtype))
+                address = parity * (tk * stride) + kk * stride + pos
+                stores.append(_store(local, simplify(address), simplify(value), None))
+        barrier = Node(Op.BARRIER, int64, tuple(stores))
+        ty, tx = simplify(tid // tx_n), simplify(tid % tx_n)
+
+        def shared(local: Node, stride: int, kk: int, pos: Node) -> Node:
+            return Node(Op.LOAD, local.dtype, (local, simplify(parity * (tk * stride) + kk * stride + pos), barrier))
+
+        a_vals = [[shared(a_local, a_stride, kk, ty + ty_n * i) for kk in range(tk)] for i in range(um)]
+        b_vals = [[shared(b_local, b_stride, kk, tx + tx_n * j) for kk in range(tk)] for j in range(un)]
+        dt = reduce.src[0].dtype
+        out_stores = []
+        placeholder = Node(Op.VAR, reduce.dtype, (), ("gpu_tile_acc", 0, 0))
+        value_of = substitute(self.store, {reduce: placeholder})
+        for i in range(um):
+            for j in range(un):
+                body = Node(Op.MUL, dt, (a_vals[i][0], b_vals[j][0]))
+                for kk in range(1, tk):
+                    body = Node(Op.ADD, dt, (body, Node(Op.MUL, dt, (a_vals[i][kk], b_vals[j][kk]))))
+                acc = Node(Op.REDUCE, reduce.dtype, (body, step), Op.ADD)
+                row, col = tile_m * tm + ty + ty_n * i, tile_n * tn + tx + tx_n * j
+                inside = _and(row.lt(m) if m % tm else None, col.lt(n) if n % tn else None)
+                out = simplify(substitute(value_of, {rows: row, cols: col, **at_batch}))
+                if inside is not None:
+                    out = _gate_stores(_gate_loads(out, simplify(inside)), simplify(inside))
+                out_stores.append(substitute(out, {placeholder: acc}))
+        return Node(Op.SINK, self.store.dtype, tuple(out_stores)), grid, block
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _reduce_ranges(n: Node) -> tuple[Node, ...]:
+    return tuple(s for s in n.src[1:] if s.op is Op.RANGE)
+
+
+def _top_reduces(store: Node) -> list[Node]:
+    """The REDUCE nodes not inside another reduce's body (those are per-thread loops wherever they sit)."""
+    reduces = [n for n in store.toposort() if n.op is Op.REDUCE]
+    inner = {m for n in reduces for m in n.src[0].toposort() if m.op is Op.REDUCE}
+    return [n for n in reduces if n not in inner]
+
+
+def _load_terms(expr: Node) -> list[dict[Node, int]]:
+    return [affine_terms(n.src[1])[0] for n in expr.toposort() if n.op is Op.LOAD]
+
+
+def _matmul_parts(store: Node, ranges: list[Node], t: GPUTarget) -> tuple[Node, Node, Node, Node] | None:
+    """(reduce, x, y, k) when the kernel is a matmul the tiles serve: its only reduce sums x * y over one loop
+    k, x depends on the rows (not the columns), y on the columns (not the rows); None otherwise."""
+    if len(ranges) < 2:
+        return None
+    reduces = [n for n in store.toposort() if n.op is Op.REDUCE]
+    if len(reduces) != 1 or reduces[0].arg is not Op.ADD or len(_reduce_ranges(reduces[0])) != 1:
+        return None
+    reduce = reduces[0]
+    body, k = reduce.src[0], _reduce_ranges(reduce)[0]
+    if body.op is not Op.MUL or not body.dtype.is_float or len(reduce.src) != 2:
+        return None
+    rows, cols = ranges[-2], ranges[-1]
+    if min(int(rows.src[0].arg), int(cols.src[0].arg), int(k.src[0].arg)) < t.matmul_min:
+        return None
+    x, y = body.src
+    dx, dy = _ranges_in(x), _ranges_in(y)
+    if cols in dx or rows in dy:
+        x, y, dx, dy = y, x, dy, dx
+    if cols in dx or rows in dy or rows not in dx or cols not in dy or k not in dx or k not in dy:
+        return None
+    return reduce, x, y, k
+
+
+def _ranges_in(n: Node) -> set[Node]:
+    return {m for m in n.toposort() if m.op is Op.RANGE}
+
+
+def _shuffle_reduce(value: Node, rop: Op, width: int) -> Node:
+    """Lane 0 of each group of ``width`` lanes ends with the group's combined value (a tree over shuffles)."""
+    offset = width // 2
+    while offset >= 1:
+        value = Node(rop, value.dtype, (value, Node(Op.SHUFFLE, value.dtype, (value,), ("down", offset))))
+        offset //= 2
+    return value
+
+
+def _store(local: Node, index: Node, value: Node, gate: Node | None) -> Node:
+    srcs = (local, index, value) + ((gate,) if gate is not None else ())
+    return Node(Op.STORE, value.dtype, srcs)
+
+
+def _and(a: Node | None, b: Node | None) -> Node | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return a.logical_and(b)
+
+
+def _gate_loads(expr: Node, cond: Node) -> Node:
+    """``expr`` with every load of a buffer parameter valid only where ``cond`` holds (reads nothing elsewhere)."""
+    mapping = {}
+    for n in expr.toposort():
+        if n.op is Op.LOAD and n.src[0].op is Op.PARAM:
+            valid = cond if len(n.src) < 3 else n.src[2].logical_and(cond)
+            mapping[n] = Node(Op.LOAD, n.dtype, (n.src[0], n.src[1], valid))
+    return substitute(expr, mapping) if mapping else expr
+
+
+def _gate_stores(root: Node, cond: Node) -> Node:
+    """Every global store under ``root`` (a STORE or a SINK of them) done only where ``cond`` holds."""
+    if root.op is Op.SINK:
+        return Node(Op.SINK, root.dtype, tuple(_gate_stores(s, cond) for s in root.src))
+    gate = cond if len(root.src) < 4 else root.src[3].logical_and(cond)
+    return Node(Op.STORE, root.dtype, root.src[:3] + (gate,))

@@ -1,0 +1,135 @@
+"""The CUDA renderer: GPU-lowered linear programs (``codegen/gpu.py``) -> CUDA C for NVRTC or nvcc.
+
+Each kernel is ``extern "C" __global__ void __launch_bounds__(T) name(T0 *b0, const T1 *b1, ..., int64_t
+var_x)``: buffer pointers in parameter order (those it never stores to are ``const``), then the values of its
+variables. ``T`` is its block size; the CUDA device reads the block size from there and launches ``size / T``
+blocks. The block and thread ranges are ``blockIdx.x`` and ``threadIdx.x``.
+
+float16 and bfloat16 are stored as their 16-bit patterns, computed in float and rounded after every op, as the
+CPU renderer and the PYTHON device do: half conversions are the PTX ``cvt`` instructions (no header needed),
+bfloat16 the same bit operations as the C renderer. The source includes nothing under NVRTC (which has no
+system headers), so it compiles the same with NVRTC and with nvcc.
+"""
+
+from __future__ import annotations
+
+from ..codegen.linearize import LinearProgram
+from ..ir.node import Node
+from ..ir.ops import Op
+from .cstyle import CStyleRenderer, _f2i_helpers, _KernelWriter
+
+CUDA_PREAMBLE = (
+    """#ifdef __CUDACC_RTC__
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef short int16_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#else
+#include <stdint.h>
+#endif
+#define BOLT_FN static __device__ __forceinline__
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+#ifndef INT64_MIN
+#define INT64_MIN (-9223372036854775807LL - 1)
+#endif
+BOLT_FN float bolt_half_to_float(uint16_t h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+BOLT_FN uint16_t bolt_float_to_half(float f) { uint16_t h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+BOLT_FN float bolt_round_half(float f) { return bolt_half_to_float(bolt_float_to_half(f)); }
+BOLT_FN float bolt_bf16_to_float(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
+BOLT_FN uint16_t bolt_float_to_bf16(float f) {
+  uint32_t u = __float_as_uint(f);
+  if (f != f) return 0x7FC0;
+  u += 0x7FFF + ((u >> 16) & 1);
+  return (uint16_t)(u >> 16);
+}
+BOLT_FN float bolt_round_bf16(float f) { return bolt_bf16_to_float(bolt_float_to_bf16(f)); }
+BOLT_FN int64_t bolt_idiv(int64_t a, int64_t b) { return b == 0 ? 0 : (b == -1 ? -a : a / b); }
+BOLT_FN int64_t bolt_imod(int64_t a, int64_t b) { return (b == 0 || b == -1) ? 0 : a % b; }
+BOLT_FN int32_t bolt_bitcast_float32_int32(float x) { return __float_as_int(x); }
+BOLT_FN float bolt_bitcast_int32_float32(int32_t x) { return __int_as_float(x); }
+BOLT_FN uint32_t bolt_bitcast_float32_uint32(float x) { return __float_as_uint(x); }
+BOLT_FN float bolt_bitcast_uint32_float32(uint32_t x) { return __uint_as_float(x); }
+BOLT_FN int64_t bolt_bitcast_float64_int64(double x) { return __double_as_longlong(x); }
+BOLT_FN double bolt_bitcast_int64_float64(int64_t x) { return __longlong_as_double(x); }
+/* warp shuffles over every type a kernel holds (the hardware moves 32 or 64 bits) */
+template <typename T> BOLT_FN T bolt_shfl_down(T v, int k) { return __shfl_down_sync(0xffffffffu, v, k); }
+template <typename T> BOLT_FN T bolt_shfl_idx(T v, int k) { return __shfl_sync(0xffffffffu, v, k); }
+#define BOLT_NARROW_SHUFFLE(T) \\
+  template <> __device__ __forceinline__ T bolt_shfl_down<T>(T v, int k) { \\
+    return (T)__shfl_down_sync(0xffffffffu, (int)v, k); } \\
+  template <> __device__ __forceinline__ T bolt_shfl_idx<T>(T v, int k) { \\
+    return (T)__shfl_sync(0xffffffffu, (int)v, k); }
+BOLT_NARROW_SHUFFLE(bool)
+BOLT_NARROW_SHUFFLE(int8_t)
+BOLT_NARROW_SHUFFLE(uint8_t)
+BOLT_NARROW_SHUFFLE(int16_t)
+"""
+    + _f2i_helpers().replace("static inline", "BOLT_FN")
+    + "\n\n"
+)
+
+
+class CUDARenderer(CStyleRenderer):
+    types = {**CStyleRenderer.types, "bool": "bool"}
+    storage_types = {"float16": "uint16_t", "bfloat16": "uint16_t"}
+    math_float = {Op.EXP2: "exp2f", Op.LOG2: "log2f", Op.SIN: "sinf", Op.SQRT: "sqrtf", Op.TRUNC: "truncf"}
+    preamble = CUDA_PREAMBLE
+
+    def render_kernel(self, prog: LinearProgram, name: str) -> str:
+        if "gpu" not in prog.meta:
+            raise ValueError(f"CUDA renderer: kernel {name} was not lowered for a GPU (codegen/gpu.py)")
+        return _CUDAKernelWriter(self, prog).write(name)
+
+
+class _CUDAKernelWriter(_KernelWriter):
+    def write(self, name: str) -> str:
+        r, prog = self.r, self.prog
+        _, block = prog.meta["gpu"]
+        written = {n.src[0].arg for n in prog.instructions if n.op is Op.STORE and n.src[0].op is Op.PARAM}
+        args = [f"{'' if i in written else 'const '}{r.storage(dt)} *__restrict__ b{i}"
+                for i, dt in enumerate(prog.params)]  # fmt: skip
+        for v in prog.variables:
+            self.names[v] = f"var_{v.arg[0]}"
+            args.append(f"const int64_t var_{v.arg[0]}")
+        self.lines.append(f'extern "C" __global__ void __launch_bounds__({block}) {name}({", ".join(args)}) {{')
+        specials = {s for n in prog.instructions for s in n.src if s.op is Op.RANGE and s.arg[1] in ("block", "thread")}
+        for s in sorted(specials, key=lambda s: s.arg[1]):
+            self.names[s] = "gpu_block" if s.arg[1] == "block" else "gpu_thread"
+            source = "blockIdx.x" if s.arg[1] == "block" else "threadIdx.x"
+            self.emit(f"const int64_t {self.names[s]} = (int64_t){source};")
+        for n in prog.instructions:
+            self.scalar(n)
+        self.lines.append("}")
+        return "\n".join(self.lines)
+
+    def scalar(self, n: Node) -> None:
+        r, op, ref = self.r, n.op, self.ref
+        if op is Op.LOCAL:
+            v = self.names[n] = self.fresh("smem")
+            self.emit(f"__shared__ {r.ctype(n.dtype)} {v}[{n.arg[1]}];")
+        elif op is Op.BARRIER:
+            self.emit("__syncthreads();")
+        elif op is Op.SHUFFLE:
+            v = self.names[n] = self.fresh("alu")
+            mode, k = n.arg
+            self.emit(f"{r.ctype(n.dtype)} {v} = bolt_shfl_{mode}({ref(n.src[0])}, {k});")
+        elif op is Op.LOAD and n.src[0].op is Op.LOCAL:
+            v = self.names[n] = self.fresh("val")
+            self.emit(f"{r.ctype(n.dtype)} {v} = {ref(n.src[0])}[{ref(n.src[1])}];")
+        elif op is Op.STORE and n.src[0].op is Op.LOCAL:
+            gate = f"if ({ref(n.src[3])}) " if len(n.src) == 4 else ""
+            self.emit(f"{gate}{ref(n.src[0])}[{ref(n.src[1])}] = {ref(n.src[2])};")
+        elif op is Op.STORE and len(n.src) == 4:
+            store = r.store_expr(ref(n.src[0]), ref(n.src[1]), ref(n.src[2]), n.src[2].dtype)
+            self.emit(f"if ({ref(n.src[3])}) {store}")
+        else:
+            super().scalar(n)
