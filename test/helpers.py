@@ -43,7 +43,7 @@ DEVICES = ("CPU", "PYTHON") + ((os.environ["BOLT_TEST_REMOTE"],) if os.environ.g
 if os.environ.get("BOLT_TEST_CUDA") == "1" or boltgrad.device.registry.probe("CUDA").ok:
     DEVICES += ("CUDA",)
 # these op-suite modules also run on PYTHON_GPU: GPU-lowered kernels run with GPU semantics, no GPU needed
-GPU_EMULATED_MODULES = {"test_ops", "test_reduce", "test_movement"}
+GPU_EMULATED_MODULES = {"test_ops", "test_reduce", "test_movement", "test_dtypes", "test_gather"}
 
 
 def on_devices(fn: Callable[..., Any]) -> Any:

@@ -143,8 +143,13 @@ def _flush(batch: list[tuple[KernelItem, CompiledKernel]], debug: int) -> int:
 
 
 def _copy(item: CopyItem) -> None:
-    data = item.src.copyout()
-    item.dest.copyin(data)
+    src, dest = get_device(item.src.device), get_device(item.dest.device)
+    transfer = getattr(dest.allocator, "transfer", None)  # device to device without the host (CUDA to CUDA)
+    if transfer is not None and type(src) is type(dest):
+        transfer(item.dest.ensure_allocated().handle, item.src.ensure_allocated().handle, item.dest.nbytes, src)
+        stats.copy_bytes += item.dest.nbytes
+    else:
+        item.dest.copyin(item.src.copyout())
     if _capture is not None:
         _capture.append(CapturedCopy(item.dest, item.src))
 
@@ -246,7 +251,7 @@ def _flop_count(lin: LinearProgram) -> int:
             trips //= max(stack.pop(), 1)
         elif (n.op in ALU and n.dtype.is_float) or n.op is Op.ACC_UPDATE:
             total += trips
-    return total
+    return total * (lin.outer_size if "gpu" in lin.meta else 1)  # a GPU program's instructions are per thread
 
 
 def _print_kernel_line(ck: CompiledKernel, item: KernelItem, seconds: float) -> None:

@@ -14,8 +14,10 @@ system headers), so it compiles the same with NVRTC and with nvcc.
 from __future__ import annotations
 
 from ..codegen.linearize import LinearProgram
+from ..ir.dtypes import int32, int64
 from ..ir.node import Node
-from ..ir.ops import Op
+from ..ir.ops import ALU, Op
+from ..ir.symbolic import vrange
 from .cstyle import CStyleRenderer, _f2i_helpers, _KernelWriter
 
 CUDA_PREAMBLE = (
@@ -91,6 +93,28 @@ class CUDARenderer(CStyleRenderer):
 
 
 class _CUDAKernelWriter(_KernelWriter):
+    """Index arithmetic is int64 in the program; a GPU does 64-bit integer math in several instructions and
+    registers, so an int64 value whose range (``ir.symbolic.vrange``) and operands' ranges fit 32 bits is
+    computed and kept as ``int`` (the same values: no intermediate result leaves that range)."""
+
+    def fits32(self, n: Node) -> bool:
+        lo, hi = vrange(n)
+        return n.dtype in (int64, int32) and -(2**31) <= lo and hi < 2**31
+
+    def ref32(self, n: Node) -> str:
+        if n.op is Op.CONST and n.dtype == int64 and self.fits32(n):
+            return str(int(n.arg))
+        return self.ref(n)
+
+    def narrow(self, n: Node) -> bool:
+        """Whether an op on int64 values can be done in 32 bits: its operands and (int) result fit."""
+        ints = [s for s in n.src if s.dtype == int64]
+        if not ints or n.op not in ALU or n.op in (Op.SHL, Op.SHR):
+            return False
+        if n.dtype == int64 and not self.fits32(n):
+            return False
+        return all(self.fits32(s) and (s.op is Op.CONST or s in self.narrowed) for s in ints)
+
     def write(self, name: str) -> str:
         r, prog = self.r, self.prog
         _, block = prog.meta["gpu"]
@@ -102,10 +126,15 @@ class _CUDAKernelWriter(_KernelWriter):
             args.append(f"const int64_t var_{v.arg[0]}")
         self.lines.append(f'extern "C" __global__ void __launch_bounds__({block}) {name}({", ".join(args)}) {{')
         specials = {s for n in prog.instructions for s in n.src if s.op is Op.RANGE and s.arg[1] in ("block", "thread")}
+        self.narrowed: set[Node] = set()
         for s in sorted(specials, key=lambda s: s.arg[1]):
             self.names[s] = "gpu_block" if s.arg[1] == "block" else "gpu_thread"
             source = "blockIdx.x" if s.arg[1] == "block" else "threadIdx.x"
-            self.emit(f"const int64_t {self.names[s]} = (int64_t){source};")
+            if self.fits32(s):
+                self.narrowed.add(s)
+                self.emit(f"const int {self.names[s]} = (int){source};")
+            else:
+                self.emit(f"const int64_t {self.names[s]} = (int64_t){source};")
         for n in prog.instructions:
             self.scalar(n)
         self.lines.append("}")
@@ -113,7 +142,18 @@ class _CUDAKernelWriter(_KernelWriter):
 
     def scalar(self, n: Node) -> None:
         r, op, ref = self.r, n.op, self.ref
-        if op is Op.LOCAL:
+        if op is Op.RANGE and self.fits32(n):
+            v = self.names[n] = self.fresh("r")
+            self.narrowed.add(n)
+            self.emit(f"for (int {v} = 0; {v} < {self.ref32(n.src[0])}; {v}++) {{")
+            self.indent += 1
+        elif op in ALU and self.narrow(n):
+            v = self.names[n] = self.fresh("alu")
+            if n.dtype == int64:
+                self.narrowed.add(n)
+            ctype = "int" if n.dtype == int64 else r.ctype(n.dtype)
+            self.emit(f"{ctype} {v} = {r.alu(n, [self.ref32(s) for s in n.src])};")
+        elif op is Op.LOCAL:
             v = self.names[n] = self.fresh("smem")
             self.emit(f"__shared__ {r.ctype(n.dtype)} {v}[{n.arg[1]}];")
         elif op is Op.BARRIER:

@@ -1,0 +1,109 @@
+"""The CUDA device where there is no GPU (it says why it cannot open), NVRTC where it is installed (it needs no
+driver), and the device itself where a GPU works (``scripts/gpu_check.sh`` runs these on a lent GPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import boltgrad
+from boltgrad import Tensor
+from boltgrad.cli.main import main
+from boltgrad.device.registry import canonicalize, probe
+from boltgrad.engine import realize
+from boltgrad.errors import CompileError, DeviceUnavailable
+from boltgrad.render.cuda import CUDARenderer
+
+CUDA_OK = probe("CUDA").ok
+needs_gpu = pytest.mark.skipif(not CUDA_OK, reason="no working CUDA device here (see `boltgrad doctor`)")
+
+
+def nvrtc_or_skip():
+    from boltgrad.device.cuda import NVRTC
+
+    try:
+        return NVRTC()
+    except DeviceUnavailable as e:
+        pytest.skip(f"NVRTC is not installed (pip install 'boltgrad[cuda]'): {e}")
+
+
+def test_cuda_device_names():
+    assert canonicalize("cuda") == "CUDA" and canonicalize("cuda:0") == "CUDA" and canonicalize("Cuda:1") == "CUDA:1"
+
+
+@pytest.mark.skipif(CUDA_OK, reason="a CUDA device works here")
+def test_without_a_gpu_the_device_says_why_and_doctor_shows_it(capsys):
+    status = probe("CUDA")
+    assert not status.ok and status.fix
+    assert any(why in status.detail for why in ("no NVIDIA driver", "sees no GPU", "NVRTC"))
+    with pytest.raises(DeviceUnavailable, match="CUDA: "):
+        Tensor([1.0, 2.0], device="CUDA").numpy()
+    main(["doctor"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("-- CUDA"))
+    assert status.detail in line
+
+
+def test_nvrtc_compiles_a_rendered_kernel_to_a_cubin_and_ptx():
+    from boltgrad.device.cuda import NVRTCCompiler
+
+    nvrtc = nvrtc_or_skip()
+    x = Tensor(np.ones((3, 300), np.float32), device="NULL:CUDA")
+    x.softmax(1).realize()
+    kernels = {ck.name: ck for (dev, _, _), ck in realize._compiled.items() if dev == "NULL:CUDA"}
+    unit = CUDARenderer.preamble + "\n\n".join(ck.source for ck in kernels.values())
+    cubin = nvrtc.compile(unit, 80, True, NVRTCCompiler.OPTIONS)
+    assert cubin[:4] == b"\x7fELF"
+    ptx = nvrtc.compile(unit, 90, False, NVRTCCompiler.OPTIONS)
+    assert b".target sm_90" in ptx and b"shfl.sync.down" in ptx and b"bar.sync" in ptx
+    library = NVRTCCompiler(90, nvrtc).compile(unit)  # through the disk cache, with each kernel's block size
+    assert library.path.endswith(".cubin")
+    assert library.blocks == {name: ck.linear.meta["gpu"][1] for name, ck in kernels.items()}
+
+
+def test_an_nvrtc_error_shows_the_log_and_the_source():
+    nvrtc = nvrtc_or_skip()
+    source = 'extern "C" __global__ void __launch_bounds__(32) broken(float *b0) {\n  b0[0] = undefined_name;\n}\n'
+    with pytest.raises(CompileError) as info:
+        nvrtc.compile(source, 80, True, [])
+    message = str(info.value)
+    assert "NVRTC failed" in message and "undefined_name" in message and "identifier" in message
+    assert "    2 |   b0[0] = undefined_name;" in message
+
+
+# ---------------------------------------------------------------- on a GPU
+
+
+@needs_gpu
+def test_copies_are_counted_and_round_trip():
+    x = np.arange(1000, dtype=np.float32)
+    before = boltgrad.stats.copy_bytes
+    t = Tensor(x).to("CUDA")
+    back = (t * 2).to("CPU").numpy()
+    np.testing.assert_array_equal(back, x * 2)
+    assert boltgrad.stats.copy_bytes - before >= 2 * x.nbytes
+
+
+@needs_gpu
+def test_out_of_memory_names_the_device_the_size_and_what_is_free():
+    from boltgrad.device.registry import get_device
+
+    dev = get_device("CUDA")
+    free, total = dev.memory_info()
+    with pytest.raises(MemoryError, match=r"CUDA: out of device memory allocating \d+ bytes .* MiB are free"):
+        dev.allocator.alloc(total * 2)
+
+
+@needs_gpu
+def test_a_large_matmul_softmax_and_layernorm_match_torch():
+    import torch
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((300, 257), np.float32), rng.standard_normal((257, 190), np.float32)
+    got = (Tensor(a, device="CUDA") @ Tensor(b, device="CUDA")).numpy()
+    np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-4)
+    x = rng.standard_normal((64, 1000), np.float32)
+    want = torch.softmax(torch.from_numpy(x), 1).numpy()
+    np.testing.assert_allclose(Tensor(x, device="CUDA").softmax(1).numpy(), want, rtol=1e-5, atol=1e-6)
+    want = torch.nn.functional.layer_norm(torch.from_numpy(x), (1000,)).numpy()
+    got = boltgrad.nn.functional.layer_norm(Tensor(x, device="CUDA"), (1000,)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
