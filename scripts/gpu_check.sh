@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU checks, for one session on a lent NVIDIA GPU machine (H100/H200, a CUDA 13 driver, PyTorch with CUDA
+# installed, no network). It runs from the source tree (PYTHONPATH), installs nothing, and cannot hang: every
+# step has a time limit, and the limits add up to under 4 minutes, so a second run fits in a 15-minute session.
+#
+#   scripts/gpu_check.sh                      # device tests, the op suite on CUDA, the benchmark, a summary
+#   GPU_CHECK_SWEEP=1 scripts/gpu_check.sh    # the benchmark also times other matmul tiles (about 30 s more)
+#
+# Steps: the GPU as nvidia-smi sees it; `boltgrad doctor` (CUDA's line: GPU, free memory, NVRTC); the CUDA
+# device's own tests (test/cuda, GPU tests included); the op-suite modules on CUDA against PyTorch (the CPU
+# oracle, as for every device: a CUDA oracle would compute convolutions in TF32); bench/gpu.py. Logs go to
+# GPU_CHECK_LOG (default: a new temporary folder), the summary to stdout.
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export BOLT_TEST_CUDA=1  # test/helpers.py: CUDA joins every per-device test, and must work
+export BOLT_CACHE_DIR=${BOLT_CACHE_DIR:-$(mktemp -d)}
+LOG=${GPU_CHECK_LOG:-$(mktemp -d)}
+mkdir -p "$LOG"
+SUMMARY=()
+FAILED=0
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, note the verdict
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS verdict
+  echo "=== $name (at most ${limit} s)"
+  timeout -k 5 "$limit" "$@" 2>&1 | tee "$LOG/$name.log"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then
+    verdict="ok"
+  elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    verdict="TIMED OUT"
+    FAILED=1
+  else
+    verdict="FAILED (exit $rc)"
+    FAILED=1
+  fi
+  SUMMARY+=("$(printf '  %-13s %-18s %4d s' "$name" "$verdict" $((SECONDS - start)))")
+}
+
+OPS="test/ops/test_ops.py test/ops/test_reduce.py test/ops/test_movement.py test/ops/test_dtypes.py test/ops/test_gather.py"
+step gpu 10 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
+step doctor 25 "$PY" -c "from boltgrad.cli.main import main; raise SystemExit(main(['doctor']))"
+step cuda_tests 25 "$PY" -m pytest -q -p no:cacheprovider -rs test/cuda/test_cuda_device.py
+# shellcheck disable=SC2086
+step op_suite 100 "$PY" -m pytest -q -p no:cacheprovider -k CUDA $OPS
+step bench 70 "$PY" -m bench.gpu --json "$LOG/bench.json" ${GPU_CHECK_SWEEP:+--sweep}
+
+echo
+echo "=== summary (logs in $LOG)"
+printf '%s\n' "${SUMMARY[@]}"
+grep -h -E "^(FAILED|ERROR) " "$LOG/cuda_tests.log" "$LOG/op_suite.log" 2>/dev/null | head -40
+grep -h -E "passed|failed" "$LOG/cuda_tests.log" "$LOG/op_suite.log" 2>/dev/null | tail -2
+sed -n '/^workload/,$p' "$LOG/bench.log" 2>/dev/null
+exit $FAILED
