@@ -336,7 +336,7 @@ class CUDAAllocator(CachingAllocator):
         return address.value
 
     def _raw_free(self, handle: int, nbytes: int = 0) -> None:
-        self.device.make_current()
+        self.device.synchronize()  # a kernel still queued may read it (a cached block is free only to the host)
         self.drv.call("cuMemFree_v2", handle)
 
     def _staging_buffer(self) -> tuple[int, Any]:
@@ -357,7 +357,7 @@ class CUDAAllocator(CachingAllocator):
         for offset in range(0, src.nbytes, STAGING_BYTES):
             chunk = src[offset : offset + STAGING_BYTES]
             host, event = self._staging_buffer()
-            (ctypes.c_char * chunk.nbytes).from_address(host)[:] = chunk.tobytes()
+            _host_view(host, chunk.nbytes)[:] = chunk
             self.drv.call("cuMemcpyHtoDAsync_v2", handle + offset, host, chunk.nbytes, self.device.stream)
             self.drv.call("cuEventRecord", event, self.device.stream)
 
@@ -369,7 +369,7 @@ class CUDAAllocator(CachingAllocator):
             host, event = self._staging_buffer()
             self.drv.call("cuMemcpyDtoHAsync_v2", host, handle + offset, n, self.device.stream)
             self.drv.call("cuStreamSynchronize", self.device.stream)
-            dest[offset : offset + n] = (ctypes.c_char * n).from_address(host)
+            dest[offset : offset + n] = _host_view(host, n)
 
     def transfer(self, dest: int, src: int, nbytes: int, src_device: Device) -> None:
         """Copy ``nbytes`` from a buffer of ``src_device`` (this device or another CUDA device) into ``dest``."""
@@ -381,6 +381,10 @@ class CUDAAllocator(CachingAllocator):
         src_device.synchronize()  # the source's own stream may still be writing it
         self.drv.call("cuMemcpyPeerAsync", dest, self.device.context, src, src_device.context, nbytes,
                       self.device.stream)  # fmt: skip
+
+
+def _host_view(address: int, nbytes: int) -> memoryview:
+    return memoryview((ctypes.c_char * nbytes).from_address(address)).cast("B")
 
 
 # ---------------------------------------------------------------- programs and the device

@@ -3,6 +3,11 @@
 It follows the semantics every compiled backend must match: each result is rounded to its dtype (float16 and
 bfloat16 included), fixed-width integers wrap, integer division truncates toward zero as C does and division
 by zero gives 0. It is slow by design; tests keep its shapes small.
+
+PYTHON_GPU (``PythonGPUDevice``) runs the programs a GPU would get (``codegen/gpu.py``) with GPU semantics:
+each block in turn, its threads as generators that run in lockstep from one barrier or warp shuffle to the
+next, with the block's shared memory; it reports threads that diverge at a barrier and reads of shared
+memory no thread wrote.
 """
 
 from __future__ import annotations
