@@ -24,6 +24,7 @@ from ..tensor import Tensor
 from .model import Transformer
 
 TOP_P_BISECTIONS = 16  # halvings of the search for the top-p threshold: to 1/65536 of the largest probability
+MAX_RECORDINGS = 4  # jitted decode steps kept per model (one per sampling setting; a server sees many)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,10 @@ class Generator:
         if not use_jit:
             return step
         if sampling not in self.steps:
+            if len(self.steps) >= MAX_RECORDINGS:  # the least recently used goes, with its recording's memory
+                del self.steps[next(iter(self.steps))]
             self.steps[sampling] = jit(step)
+        self.steps[sampling] = self.steps.pop(sampling)  # now the most recently used
         return self.steps[sampling]
 
 
