@@ -7,9 +7,10 @@ thread of the grid runs the whole instruction list with its own values. Three ma
 
 - **tiled matmul**: a kernel whose one reduce sums ``x * y`` where ``x`` depends on the rows and the reduce
   but not the columns and ``y`` the other way round (any prologue: casts, dequantization). A block computes a
-  ``TM x TN`` tile, each thread ``UM x UN`` outputs spread ``TY``/``TX`` apart (conflict-free shared memory
-  reads). Per step of ``TK``, the block's threads store ``x`` for ``TM x TK`` and ``y`` for ``TK x TN``
-  positions into shared memory (out-of-range positions store 0), wait at a barrier and read them back.
+  ``TM x TN`` tile, each thread ``UM x UN`` outputs in runs of 4 neighbours (``_spread``: 16-byte reads of
+  shared memory, free of bank conflicts). Per step of ``TK``, the block's threads store ``x`` for ``TM x TK``
+  and ``y`` for ``TK x TN`` positions into shared memory (out-of-range positions store 0), each thread a run
+  of neighbours (coalesced reads), wait at a barrier and read them back.
   The two tiles are double-buffered by the step's parity, so one barrier per step is enough: a thread that
   overwrites a buffer two steps later has passed the barrier every thread reaches only after reading it.
 - **block reduce**: one block per output. Each thread reduces every ``T``-th element of the reduce, then the
@@ -199,8 +200,9 @@ class _Mapper:
         ):
             base = (tile_m if along is rows else tile_n) * width
             k_fast = any(t.get(k) == 1 for t in _load_terms(expr))  # neighbouring threads read along k
-            for part in range(width * tk // block):
-                e = tid + part * block
+            parts = width * tk // block
+            for part in range(parts):
+                e = tid * parts + part  # a thread's elements are neighbours: one vector load where aligned
                 pos, kk = (e // tk, e % tk) if k_fast else (e % width, e // width)
                 where, kpos = base + pos, step * tk + kk
                 inside = _and(where.lt(extent) if extent % width else None,
@@ -216,8 +218,8 @@ class _Mapper:
         def shared(local: Node, stride: int, kk: int, pos: Node) -> Node:
             return Node(Op.LOAD, local.dtype, (local, simplify(parity * (tk * stride) + kk * stride + pos), barrier))
 
-        a_vals = [[shared(a_local, a_stride, kk, ty + ty_n * i) for kk in range(tk)] for i in range(um)]
-        b_vals = [[shared(b_local, b_stride, kk, tx + tx_n * j) for kk in range(tk)] for j in range(un)]
+        a_vals = [[shared(a_local, a_stride, kk, _spread(ty, ty_n, um, i)) for kk in range(tk)] for i in range(um)]
+        b_vals = [[shared(b_local, b_stride, kk, _spread(tx, tx_n, un, j)) for kk in range(tk)] for j in range(un)]
         dt = reduce.src[0].dtype
         out_stores = []
         placeholder = Node(Op.VAR, reduce.dtype, (), ("gpu_tile_acc", 0, 0))
@@ -228,7 +230,7 @@ class _Mapper:
                 for kk in range(1, tk):
                     body = Node(Op.ADD, dt, (body, Node(Op.MUL, dt, (a_vals[i][kk], b_vals[j][kk]))))
                 acc = Node(Op.REDUCE, reduce.dtype, (body, step), Op.ADD)
-                row, col = tile_m * tm + ty + ty_n * i, tile_n * tn + tx + tx_n * j
+                row, col = tile_m * tm + _spread(ty, ty_n, um, i), tile_n * tn + _spread(tx, tx_n, un, j)
                 inside = _and(row.lt(m) if m % tm else None, col.lt(n) if n % tn else None)
                 out = simplify(substitute(value_of, {rows: row, cols: col, **at_batch}))
                 if inside is not None:
@@ -238,6 +240,14 @@ class _Mapper:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _spread(thread: Node, threads: int, outputs: int, i: int) -> Node:
+    """The position in the tile of a thread's ``i``-th output along one dim: runs of 4 neighbours (one vector
+    read of shared memory), the runs of the threads side by side, then the next runs: thread t of 16 with 8
+    outputs has 4t..4t+3 and 64+4t..64+4t+3, so a warp's reads of one run are contiguous (no bank conflicts)."""
+    run = 4 if outputs % 4 == 0 else outputs
+    return thread * run + (i // run) * (threads * run) + i % run
 
 
 def _reduce_ranges(n: Node) -> tuple[Node, ...]:

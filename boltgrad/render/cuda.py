@@ -33,6 +33,7 @@ typedef unsigned long long uint64_t;
 #else
 #include <stdint.h>
 #endif
+#pragma nv_diag_suppress 177
 #define BOLT_FN static __device__ __forceinline__
 #ifndef INFINITY
 #define INFINITY __int_as_float(0x7f800000)
@@ -155,7 +156,7 @@ class _CUDAKernelWriter(_KernelWriter):
             self.emit(f"{ctype} {v} = {r.alu(n, [self.ref32(s) for s in n.src])};")
         elif op is Op.LOCAL:
             v = self.names[n] = self.fresh("smem")
-            self.emit(f"__shared__ {r.ctype(n.dtype)} {v}[{n.arg[1]}];")
+            self.emit(f"__shared__ __align__(16) {r.ctype(n.dtype)} {v}[{n.arg[1]}];")
         elif op is Op.BARRIER:
             self.emit("__syncthreads();")
         elif op is Op.SHUFFLE:
