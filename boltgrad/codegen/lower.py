@@ -152,7 +152,17 @@ class _Lowerer:
             src_idx[axis] = r = self.new_range(src.shape[axis], "reduce")
             ranges.append(r)
         last, extent = big[-1], src.shape[big[-1]]
-        lanes = min(reduce_lanes(extent, n.dtype, len(src.toposort())), self.max_lanes) if self.reduce_upcast else 1
+        lanes = 1
+        if self.reduce_upcast:
+            lanes = min(reduce_lanes(extent, n.dtype, len(src.toposort())), self.max_lanes)
+            if lanes == 1 and len(big) > 1:
+                # a short innermost axis under longer ones (the values of one quantized block, the blocks of a
+                # row): the lanes split that axis evenly and keep their sums across the outer reduce loops
+                total = prod(src.shape[a] for a in big)
+                lanes = min(reduce_lanes(total, n.dtype, len(src.toposort())), self.max_lanes, extent)
+                while lanes > 1 and extent % lanes:
+                    lanes //= 2
+                lanes = lanes if lanes >= 4 else 1
         r = self.new_range(-(-extent // lanes), "reduce")
         ranges.append(r)
         self.reduce_work = max(self.reduce_work, prod(src.shape[a] for a in big))
@@ -284,6 +294,11 @@ def _clamped(index: Node, extent: int) -> Node:
 def _lower_once(ast: Node, reduce_upcast: bool, max_lanes: int = 16) -> tuple[Node, list[Node], _Lowerer]:
     out, value, *offsets = ast.src
     lw = _Lowerer(reduce_upcast, max_lanes)
+    if ast.arg is None:
+        # a reshape keeps the flat order, so the loops may as well run over its source's dims: (heads, head dim)
+        # rather than their product, which would need a division and a modulo to find the head again
+        while value.op is Op.RESHAPE:
+            value = value.src[0]
     shape = value.shape
     dims = [k for k, s in enumerate(shape) if s != 1]
     ranges = [lw.new_range(shape[k], "loop") for k in dims]
@@ -293,6 +308,8 @@ def _lower_once(ast: Node, reduce_upcast: bool, max_lanes: int = 16) -> tuple[No
     store_value = simplify(lw.lower(value, tuple(idx), None))
     if ast.arg is None:
         address = flat_index(tuple(idx), shape)
+    elif len(ast.arg) != len(shape):  # a whole tensor laid into a 1-d output at a start (a shared buffer)
+        address = simplify(flat_index(tuple(idx), shape) + ast.arg[0])
     else:  # assign_at: a block of the output
         address = _block_address(lw, ast.arg, offsets, idx, shape, out)
     store = Node(Op.STORE, value.dtype, (lw.param(out.arg[0], out.dtype), address, store_value))
@@ -336,7 +353,7 @@ def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[t
     )
     # reduces too short for reduce lanes (a 3x3 convolution window) read a contiguous run along the innermost
     # output dim just as well: several outputs per loop, their loads one (masked) vector
-    short = all(int(r.src[0].arg) < 32 for r in reduce_ranges)
+    short = prod(int(r.src[0].arg) for r in reduce_ranges) < 32
     if not strided and not (short and any(t.get(inner) == 1 for t in loads)):
         return []
     out = []

@@ -11,9 +11,13 @@ accumulators to the stack). This pass finds the lanes again, from two kinds of s
 
 From a seed it packs the operands recursively: lanes that are one node become a broadcast, loads from
 consecutive addresses a vector load, lanes doing the same arithmetic a vector operation on packed operands;
-anything else is gathered from its scalar lanes. A vector operation does exactly what its lanes' scalar
-operations do (the same IEEE operation per lane, nothing reassociated), so the result is bit for bit the
-scalar program's, which is what the PYTHON device interprets.
+anything else is gathered from its scalar lanes. Besides float32 values and bool masks, lanes may hold small
+integers: bytes loaded from packed (quantized) weights, masked and shifted by constants and converted to
+float32 lane-wise, so a dequantizing dot product reads its bytes as vectors.
+
+A vector operation does exactly what its lanes' scalar operations do (the same IEEE operation per lane,
+nothing reassociated), so the result is bit for bit the scalar program's, which is what the PYTHON device
+interprets.
 
 The plan names, per instruction, the packs to print after it and the scalar instructions that are no longer
 needed; the renderer turns packs into source.
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir.dtypes import bool_, float32
+from ..ir.dtypes import DType, bool_, float32, int8, int16, int32, uint8
 from ..ir.node import Node
 from ..ir.ops import Op
 from ..ir.symbolic import affine_terms
@@ -35,6 +39,10 @@ WIDTHS = (8, 4)  # lanes per pack, widest first: 8 float32 lanes fill an AVX reg
 # elementwise ops a pack may do lane-wise; everything else is gathered from scalar lanes
 VECTOR_FLOAT_OPS = {Op.ADD, Op.MUL, Op.FDIV, Op.NEG, Op.MAX, Op.WHERE, Op.RECIP, Op.CMPLT, Op.CMPNE, Op.CAST}
 VECTOR_MASK_OPS = {Op.AND, Op.OR, Op.XOR, Op.NEG, Op.WHERE, Op.CMPLT, Op.CMPNE, Op.CAST}
+# integer lanes: wrapping arithmetic and bit operations give what the scalar program's C arithmetic gives once
+# the result is stored back to the lane type (shifts only by a constant below the type's width)
+INT_LANE_DTYPES = (uint8, int8, int16, int32)
+VECTOR_INT_OPS = {Op.ADD, Op.MUL, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR}
 
 
 @dataclass(eq=False)
@@ -49,7 +57,7 @@ class Pack:
 
     kind: str
     lanes: tuple[Node, ...]
-    mask: bool  # lanes are bools, held as int32 -1/0 lanes; otherwise float32 values
+    dtype: DType  # float32, bool_ (held as int32 -1/0 lanes) or one of INT_LANE_DTYPES
     srcs: tuple[Pack, ...] = ()
     anchor: int = -1  # print after instruction number ``anchor``; -1: an inline expression, no statement
     name: str = ""
@@ -57,6 +65,10 @@ class Pack:
     @property
     def width(self) -> int:
         return len(self.lanes)
+
+    @property
+    def mask(self) -> bool:
+        return self.dtype == bool_
 
 
 @dataclass
@@ -135,14 +147,14 @@ class _Packer:
         if len({self.scope[u] for u in updates}) != 1:
             return False
         body = self.pack(tuple(u.src[1] for u in updates))
-        if body.mask or not _has_vector_load(body):
+        if body.dtype != float32 or not _has_vector_load(body):
             return False
         # a blocked reduce continues from values read back (one per lane): a vector load before the loops
         init = self.pack(tuple(a.src[0] for a in accs))
-        if init.mask or init.kind not in ("splat", "load") or init.anchor > min(self.pos[a] for a in accs):
+        if init.dtype != float32 or init.kind not in ("splat", "load") or init.anchor > min(self.pos[a] for a in accs):
             return False
-        acc = Pack("acc", accs, False, (init,) if init.kind != "splat" else (), anchor=max(self.pos[a] for a in accs))
-        update = Pack("update", updates, False, (acc, body), anchor=max(self.pos[u] for u in updates))
+        acc = Pack("acc", accs, float32, (init,) if init.kind != "splat" else (), anchor=max(self.pos[a] for a in accs))
+        update = Pack("update", updates, float32, (acc, body), anchor=max(self.pos[u] for u in updates))
         self.acc_packs[accs] = acc
         self.roots += [acc, update]
         return True
@@ -151,9 +163,9 @@ class _Packer:
         if not _consecutive([s.src[1] for s in stores]):
             return False
         value = self.pack(tuple(s.src[2] for s in stores))
-        if value.mask or not _has_vector_load(value):
+        if value.dtype != float32 or not _has_vector_load(value):
             return False
-        self.roots.append(Pack("store", stores, False, (value,), anchor=max(self.pos[s] for s in stores)))
+        self.roots.append(Pack("store", stores, float32, (value,), anchor=max(self.pos[s] for s in stores)))
         return True
 
     # ---- packing operands ----
@@ -166,34 +178,34 @@ class _Packer:
 
     def _pack(self, lanes: tuple[Node, ...]) -> Pack:
         first = lanes[0]
-        mask = first.dtype == bool_
+        dtype = first.dtype
         if all(n is first for n in lanes):
-            return Pack("splat", lanes, mask)
+            return Pack("splat", lanes, dtype)
         if not self._same_shape(lanes):
-            return self._gather(lanes, mask)
+            return self._gather(lanes, dtype)
         op = first.op
-        if op is Op.LOAD and not mask:
+        if op is Op.LOAD and dtype != bool_:
             valid = {n.src[2] if len(n.src) == 3 else None for n in lanes}
             if not _consecutive([n.src[1] for n in lanes]):
-                return self._gather(lanes, mask)
-            if len(valid) == 1:
-                return Pack("load", lanes, False, anchor=self._anchor(lanes))
-            if None in valid:
-                return self._gather(lanes, mask)
+                return self._gather(lanes, dtype)
+            if valid == {None} or (len(valid) == 1 and dtype == float32):
+                return Pack("load", lanes, dtype, anchor=self._anchor(lanes))
+            if None in valid or dtype != float32:
+                return self._gather(lanes, dtype)
             # lanes valid one by one (a padded edge): a masked load, which reads no invalid lane
             lane_mask = self.pack(tuple(n.src[2] for n in lanes))
-            return Pack("mload", lanes, False, (lane_mask,), anchor=self._anchor(lanes))
+            return Pack("mload", lanes, dtype, (lane_mask,), anchor=self._anchor(lanes))
         if op is Op.ACC_READ:
             acc = self.acc_packs.get(tuple(n.src[0] for n in lanes))
-            return Pack("read", lanes, False, (acc,)) if acc is not None else self._gather(lanes, mask)
+            return Pack("read", lanes, dtype, (acc,)) if acc is not None else self._gather(lanes, dtype)
         if not self._vector_op(first):
-            return self._gather(lanes, mask)
+            return self._gather(lanes, dtype)
         srcs = tuple(self.pack(tuple(n.src[k] for n in lanes)) for k in range(len(first.src)))
-        return Pack("alu", lanes, mask, srcs, anchor=self._anchor(lanes))
+        return Pack("alu", lanes, dtype, srcs, anchor=self._anchor(lanes))
 
     def _same_shape(self, lanes: tuple[Node, ...]) -> bool:
         first = lanes[0]
-        if first not in self.pos or first.dtype not in (float32, bool_):
+        if first not in self.pos or first.dtype not in (float32, bool_, *INT_LANE_DTYPES):
             return False
         shape = (first.op, first.dtype, first.arg, len(first.src), self.scope[first])
         return all(n in self.pos and (n.op, n.dtype, n.arg, len(n.src), self.scope[n]) == shape for n in lanes)
@@ -202,10 +214,15 @@ class _Packer:
     def _vector_op(n: Node) -> bool:
         if n.dtype == float32:
             if n.op is Op.CAST:
-                return n.src[0].dtype == bool_
+                return n.src[0].dtype in (bool_, *INT_LANE_DTYPES)
             if n.op is Op.WHERE:
                 return n.src[0].dtype == bool_
             return n.op in VECTOR_FLOAT_OPS and n.op not in (Op.CMPLT, Op.CMPNE)
+        if n.dtype in INT_LANE_DTYPES:
+            if n.op in (Op.SHL, Op.SHR):
+                count = n.src[1]
+                return count.op is Op.CONST and 0 <= count.arg < 8 * n.dtype.itemsize
+            return n.op in VECTOR_INT_OPS
         # bool lanes: comparisons of float32 values, logic on bools
         if n.op in (Op.CMPLT, Op.CMPNE):
             return n.src[0].dtype == float32
@@ -213,9 +230,9 @@ class _Packer:
             return n.src[0].dtype == float32
         return n.op in VECTOR_MASK_OPS and all(s.dtype == bool_ for s in n.src[-2:])
 
-    def _gather(self, lanes: tuple[Node, ...], mask: bool) -> Pack:
+    def _gather(self, lanes: tuple[Node, ...], dtype: DType) -> Pack:
         placed = [n for n in lanes if n in self.pos]
-        return Pack("gather", lanes, mask, anchor=max((self.pos[n] for n in placed), default=-1))
+        return Pack("gather", lanes, dtype, anchor=max((self.pos[n] for n in placed), default=-1))
 
     def _anchor(self, lanes: tuple[Node, ...]) -> int:
         return max(self.pos[n] for n in lanes)

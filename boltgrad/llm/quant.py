@@ -117,9 +117,9 @@ class QuantizedWeight:
     def linear(self, x: Tensor) -> Tensor:
         """``x @ W.T`` for x (..., cols) -> (..., rows), dequantizing inside the kernel.
 
-        Q8_0, Q4_0 and Q4_1 take each block's scale out of the sum, as the block formats intend:
-        ``y = sum_b d_b * (x_b . q_b) + m_b * sum(x_b)``, so the inner loop is an integer-times-float dot product
-        over contiguous bytes. Other types multiply by the dequantized matrix.
+        Q8_0, Q4_0 and Q4_1 sum over (blocks, bytes of a block) in one reduce, each weight dequantized where
+        it is read, so the weights cross memory once as packed bytes. Other types multiply by the dequantized
+        matrix.
         """
         fast = _LINEAR.get(self.type_id)
         if fast is None:
@@ -185,17 +185,30 @@ def _f32(t: Tensor) -> Tensor:
 
 
 def _dequant_q8_0(p: dict[str, Tensor]) -> Tensor:
-    return _f32(p["qs"]) * _f32(p["d"]).unsqueeze(-1)
+    return _q8_0_values(p["qs"], p)
 
 
 def _dequant_q4_0(p: dict[str, Tensor]) -> Tensor:
-    q = _f32(_nibbles(p["qs"]).flatten(-2)) - 8.0  # (rows, blocks, 32)
-    return q * _f32(p["d"]).unsqueeze(-1)
+    return _q4_0_values(_nibbles(p["qs"]).flatten(-2), p)
 
 
 def _dequant_q4_1(p: dict[str, Tensor]) -> Tensor:
-    q = _f32(_nibbles(p["qs"]).flatten(-2))
-    return q * _f32(p["d"]).unsqueeze(-1) + _f32(p["m"]).unsqueeze(-1)
+    return _q4_1_values(_nibbles(p["qs"]).flatten(-2), p)
+
+
+# the value of quants q (rows, blocks, n) of a block: one formula for dequantize() and the linear kernels
+
+
+def _q8_0_values(q: Tensor, p: dict[str, Tensor]) -> Tensor:
+    return _f32(q) * _f32(p["d"]).unsqueeze(-1)
+
+
+def _q4_0_values(q: Tensor, p: dict[str, Tensor]) -> Tensor:
+    return (_f32(q) - 8.0) * _f32(p["d"]).unsqueeze(-1)
+
+
+def _q4_1_values(q: Tensor, p: dict[str, Tensor]) -> Tensor:
+    return _f32(q) * _f32(p["d"]).unsqueeze(-1) + _f32(p["m"]).unsqueeze(-1)
 
 
 def _k_scales(scales: Tensor) -> tuple[Tensor, Tensor]:
@@ -259,36 +272,29 @@ _DEQUANTIZE: dict[int, Callable[[dict[str, Tensor]], Tensor]] = {
 }
 
 
-# ---------------------------------------------------------------- x @ W.T with the block scales factored out
-# Each function takes x as blocks (..., 1, blocks, values per block) against parts of shape (rows, blocks, ...).
-
-
-def _block_dot(xs: Tensor, q: Tensor, scale: Tensor) -> Tensor:
-    """sum over blocks of scale * (xs . q): xs (..., 1, blocks, n), q (rows, blocks, n), scale (rows, blocks)."""
-    return ((xs * _f32(q)).sum(-1) * scale).sum(-1)
-
-
-def _block_offset(xb: Tensor, offset: Tensor) -> Tensor:
-    """sum over blocks of offset * sum(x in the block): xb (..., 1, blocks, n), offset (rows, blocks)."""
-    return (xb.sum(-1) * offset).sum(-1)
+# ---------------------------------------------------------------- x @ W.T, dequantizing in the kernel
+# Each function takes x as blocks (..., 1, blocks, values per block) against parts of shape (rows, blocks, ...)
+# and sums over the blocks and their values in one reduce: its innermost loop walks a block's bytes, which the
+# lowering splits into vector lanes whose sums carry across blocks (no horizontal sum per block).
 
 
 def _linear_q8_0(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
-    return _block_dot(xb, p["qs"], _f32(p["d"]))
+    return (xb * _q8_0_values(p["qs"], p)).sum((-2, -1))
 
 
-def _linear_nibbles(xb: Tensor, p: dict[str, Tensor], offset: Tensor) -> Tensor:
-    """Q4_0/Q4_1: values 0-15 of a block are the low nibbles of its 16 bytes, values 16-31 the high ones."""
-    d, qs = _f32(p["d"]), p["qs"]
-    return _block_dot(xb[..., :16], qs & 15, d) + _block_dot(xb[..., 16:], qs >> 4, d) + _block_offset(xb, offset)
+def _linear_nibbles(xb: Tensor, p: dict[str, Tensor], values: Callable[..., Tensor]) -> Tensor:
+    """Q4_0/Q4_1: values 0-15 of a block are the low nibbles of its 16 bytes, values 16-31 the high ones; one
+    loop over the bytes reads each byte once for both."""
+    qs = p["qs"]
+    return (xb[..., :16] * values(qs & 15, p) + xb[..., 16:] * values(qs >> 4, p)).sum((-2, -1))
 
 
 def _linear_q4_0(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
-    return _linear_nibbles(xb, p, _f32(p["d"]) * -8.0)
+    return _linear_nibbles(xb, p, _q4_0_values)
 
 
 def _linear_q4_1(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
-    return _linear_nibbles(xb, p, _f32(p["m"]))
+    return _linear_nibbles(xb, p, _q4_1_values)
 
 
 _LINEAR: dict[int, Callable[[Tensor, dict[str, Tensor]], Tensor]] = {

@@ -13,7 +13,7 @@ import math
 
 from ..codegen.linearize import LinearProgram
 from ..codegen.vectorize import WIDTHS, Pack, VectorPlan, plan_vectors
-from ..ir.dtypes import DType, bfloat16, bool_, float16, float64
+from ..ir.dtypes import DType, bfloat16, bool_, float16, float32, float64, int32
 from ..ir.node import Node
 from ..ir.ops import Op
 
@@ -151,13 +151,24 @@ class CStyleRenderer:
 
     vector_widths: tuple[int, ...] = ()
 
+    # Integer lanes (bytes of packed weights) are held widened to int32 lanes: x86 has no byte-wise vector
+    # shifts or conversions, while 32-bit ones are single instructions. A result that could leave its type's
+    # range (a shift left, a sum, a product) is wrapped back to it, as the scalar program's stores wrap.
+
     def vtype(self, p: Pack) -> str:
-        return f"bolt_{'i' if p.mask else 'f'}32x{p.width}"
+        return f"bolt_{'f' if p.dtype == float32 else 'i'}32x{p.width}"
 
     def splat(self, p: Pack, scalar: str) -> str:
         if p.mask:
             return f"bolt_splat_i32x{p.width}(-(int32_t)({scalar}))"
+        if p.dtype != float32:
+            return f"bolt_splat_i32x{p.width}((int32_t)({scalar}))"
         return f"bolt_splat_f32x{p.width}({scalar})"
+
+    def vector_load(self, p: Pack, address: str) -> str:
+        if p.dtype in (float32, int32):
+            return f"bolt_load_{'f' if p.dtype == float32 else 'i'}32x{p.width}({address})"
+        return f"bolt_widen_{_LANE_CODES[p.dtype.name]}x{p.width}({address})"
 
     def vector_alu(self, op: Op, p: Pack, a: list[str]) -> str:
         w = p.width
@@ -171,6 +182,14 @@ class CStyleRenderer:
             if op is Op.WHERE:
                 return f"(({a[0]} & {a[1]}) | (~{a[0]} & {a[2]}))"
             return f"({a[0]} {self.infix[op]} {a[1]})"
+        if p.dtype != float32:  # integer lanes, widened to int32
+            value = f"({a[0]} {self.infix[op]} {a[1]})"
+            bits = 8 * p.dtype.itemsize
+            if bits == 32 or op not in (Op.SHL, Op.ADD, Op.MUL):
+                return value
+            if p.dtype.is_unsigned:
+                return f"({value} & bolt_splat_i32x{w}({(1 << bits) - 1}))"
+            return f"(({value} << bolt_splat_i32x{w}({32 - bits})) >> bolt_splat_i32x{w}({32 - bits}))"
         if op is Op.NEG:
             return f"(-{a[0]})"
         if op is Op.RECIP:
@@ -179,8 +198,10 @@ class CStyleRenderer:
             return f"bolt_max_f32x{w}({a[0]}, {a[1]})"
         if op is Op.WHERE:
             return f"bolt_select_f32x{w}({a[0]}, {a[1]}, {a[2]})"
-        if op is Op.CAST:  # bool lanes (-1/0) -> 1.0f/0.0f
+        if op is Op.CAST and p.srcs[0].mask:  # bool lanes (-1/0) -> 1.0f/0.0f
             return f"__builtin_convertvector({a[0]} & 1, bolt_f32x{w})"
+        if op is Op.CAST:  # integer lanes -> float32, rounded as the scalar conversion rounds
+            return f"__builtin_convertvector({a[0]}, bolt_f32x{w})"
         return f"({a[0]} {self.infix[op]} {a[1]})"
 
     def render_unit(self, kernels: list[tuple[str, LinearProgram]]) -> str:
@@ -305,7 +326,7 @@ class _KernelWriter:
         if p.kind == "acc":
             value = self.vexpr(p.srcs[0]) if p.srcs else r.splat(p, self.ref(first.src[0]))
         elif p.kind == "load":
-            value = f"bolt_load_f32x{p.width}({self.ref(first.src[0])} + {self.ref(first.src[1])})"
+            value = r.vector_load(p, f"{self.ref(first.src[0])} + {self.ref(first.src[1])}")
             if len(first.src) == 3:
                 value = f"({self.ref(first.src[2])} ? {value} : bolt_splat_f32x{p.width}(0.0f))"
         elif p.kind == "mload":
@@ -318,10 +339,20 @@ class _KernelWriter:
         self.emit(f"{r.vtype(p)} {p.name} = {value};")
 
 
+# the type code of packed small integers in vector type names: bolt_u8x8, ...
+_LANE_CODES = {"int16": "i16", "int8": "i8", "uint8": "u8"}
+
+
 def _vector_helpers(widths: tuple[int, ...]) -> str:
-    """Vector types of 4, 8 and 16 float32 (and int32 mask) lanes in the GCC/Clang vector extension; unaligned
-    loads and stores through memcpy, which compilers turn into one unaligned vector move."""
+    """Vector types of 4 and 8 float32 (and int32 mask) lanes in the GCC/Clang vector extension, and of 4 and 8
+    small integers (bytes of packed weights); unaligned loads and stores through memcpy, which compilers turn
+    into one unaligned vector move."""
     out = []
+    for w in widths:
+        inline = "static inline __attribute__((always_inline))"
+        for code, ctype, size in (("u8", "uint8_t", 1), ("i8", "int8_t", 1), ("i16", "int16_t", 2)):
+            t = f"bolt_{code}x{w}"
+            out.append(f"typedef {ctype} {t} __attribute__((vector_size({size * w})));")
     for w in widths:
         f, i = f"bolt_f32x{w}", f"bolt_i32x{w}"
         inline = "static inline __attribute__((always_inline))"
@@ -332,14 +363,36 @@ def _vector_helpers(widths: tuple[int, ...]) -> str:
             f"{inline} void bolt_store_{f[5:]}(float *p, {f} v) {{ __builtin_memcpy(p, &v, sizeof v); }}",
             f"{inline} {f} bolt_splat_{f[5:]}(float s) {{ return ({f}){{{', '.join(['s'] * w)}}}; }}",
             f"{inline} {i} bolt_splat_{i[5:]}(int32_t s) {{ return ({i}){{{', '.join(['s'] * w)}}}; }}",
+            f"{inline} {i} bolt_load_{i[5:]}(const int32_t *p) {{ {i} v; __builtin_memcpy(&v, p, sizeof v); "
+            "return v; }",
             f"{inline} {f} bolt_select_{f[5:]}({i} m, {f} a, {f} b) {{ return ({f})((m & ({i})a) | (~m & ({i})b)); }}",
             f"{inline} {f} bolt_max_{f[5:]}({f} a, {f} b) {{ return bolt_select_{f[5:]}((a > b) | (a != a), a, b); }}",
         ]
     out.append(_MASKED_LOADS)
+    out.append(_WIDENING_LOADS)
     return "\n".join(out)
 
 
 # A masked load reads no lane whose mask is clear (no fault past a buffer's end); AVX has it as one instruction.
+# w packed small integers -> w int32 lanes. Through a small vector and __builtin_convertvector, GCC moves the
+# bytes through a general register one by one; x86's zero/sign-extending loads do it in one instruction.
+_WIDENING_LOADS = """#if defined(__AVX2__)
+#include <immintrin.h>
+#define bolt_widen_u8x8(p) ((bolt_i32x8)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+#define bolt_widen_i8x8(p) ((bolt_i32x8)_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
+#define bolt_widen_i16x8(p) ((bolt_i32x8)_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#else
+#define bolt_widen_u8x8(p) bolt_widen_generic(bolt_u8x8, bolt_i32x8, p)
+#define bolt_widen_i8x8(p) bolt_widen_generic(bolt_i8x8, bolt_i32x8, p)
+#define bolt_widen_i16x8(p) bolt_widen_generic(bolt_i16x8, bolt_i32x8, p)
+#endif
+#define bolt_widen_u8x4(p) bolt_widen_generic(bolt_u8x4, bolt_i32x4, p)
+#define bolt_widen_i8x4(p) bolt_widen_generic(bolt_i8x4, bolt_i32x4, p)
+#define bolt_widen_i16x4(p) bolt_widen_generic(bolt_i16x4, bolt_i32x4, p)
+#define bolt_widen_generic(small, wide, p) \\
+  ({ small bolt_v_; __builtin_memcpy(&bolt_v_, (p), sizeof bolt_v_); __builtin_convertvector(bolt_v_, wide); })
+"""
+
 _MASKED_LOADS = """#if defined(__AVX__)
 #define bolt_mload_f32x8(p, m) ((bolt_f32x8)__builtin_ia32_maskloadps256((const bolt_f32x8 *)(p), (m)))
 #define bolt_mload_f32x4(p, m) ((bolt_f32x4)__builtin_ia32_maskloadps((const bolt_f32x4 *)(p), (m)))

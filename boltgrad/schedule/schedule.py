@@ -1,8 +1,11 @@
 """The scheduler: which nodes become buffers, and the kernels that fill them, in order.
 
 A node is *materialized* (gets a buffer of its own) when it is a realize target, an explicit CONTIGUOUS, an
-ASSIGN, a COPY between devices, or a REDUCE that cannot fuse into its consumer: one read by several nodes, or
-one reached through an EXPAND (a broadcast reduce would be recomputed for every element it is broadcast to).
+ASSIGN, a COPY between devices, or a REDUCE that cannot fuse into its consumer: one read by several nodes
+(directly or through views: the two halves a rotary embedding reads), or one reached through an EXPAND (a
+broadcast reduce would be recomputed for every element it is broadcast to). An elementwise value with an
+exponential, logarithm or sine in it that a reduce reads through an EXPAND is materialized too (attention's
+probabilities, broadcast over the head dim of ``probs @ V``): it would be recomputed per broadcast element.
 Everything else fuses: elementwise chains into their consumer, a reduce with its elementwise prologue and
 epilogue, movement ops as index arithmetic.
 
@@ -22,7 +25,7 @@ from ..device.buffer import Buffer
 from ..device.registry import Device_
 from ..helpers import prod
 from ..ir.node import Node, toposort
-from ..ir.ops import ELEMENTWISE, Op
+from ..ir.ops import ELEMENTWISE, MOVEMENT, Op
 
 
 @dataclass
@@ -148,43 +151,78 @@ def _resolve(targets: list[Node], memo: dict[Node, Node]) -> list[Node]:
 
 def _materialized(targets: list[Node], nodes: list[Node]) -> set[Node]:
     """The nodes that get buffers of their own; ``nodes`` is the toposort of the targets."""
-    parents: dict[Node, int] = {}
+    users: dict[Node, list[Node]] = {}
     for n in nodes:
         for s in set(n.src):
-            parents[s] = parents.get(s, 0) + 1
+            users.setdefault(s, []).append(n)
+    # reads of each node, counting a view's reads as reads of what it views
+    reads: dict[Node, int] = {}
+    for n in reversed(nodes):
+        reads[n] = sum(reads[u] if u.op in MOVEMENT else 1 for u in users.get(n, ()))
     chosen: set[Node] = {t for t in targets if as_contiguous_buffer(t) is None}
     for n in nodes:
         if n.op in (Op.CONTIGUOUS, Op.ASSIGN, Op.COPY):
             chosen.add(n)
         if n.op is Op.COPY and as_contiguous_buffer(n.src[0]) is None:
             chosen.add(n.src[0])  # a copy moves a whole buffer
-        if n.op is Op.REDUCE and parents.get(n, 0) > 1:
+        if n.op is Op.REDUCE and reads[n] > 1:
             chosen.add(n)
     # a reduce read through an EXPAND (or as the source of a GATHER) from its kernel's root would be recomputed
-    # per broadcast (or gathered) element
+    # per broadcast (or gathered) element; so would an expensive elementwise value a reduce reads broadcast
     roots = list(chosen)
-    seen: set[tuple[Node, bool]] = set()
+    seen: set[tuple[Node, bool, bool]] = set()
     while roots:
         root = roots.pop()
-        stack = [(s, False) for s in root.src]
+        stack = [(s, False, root.op is Op.REDUCE) for s in root.src]
         while stack:
-            n, expanded = stack.pop()
-            if (n, expanded) in seen or n.op is Op.BUFFER:
+            n, expanded, in_reduce = stack.pop()
+            if (n, expanded, in_reduce) in seen or n.op is Op.BUFFER:
                 continue
-            seen.add((n, expanded))
+            seen.add((n, expanded, in_reduce))
             if n in chosen:
-                if (n, None) not in seen:
-                    seen.add((n, None))  # type: ignore[arg-type]
+                if (n, None, None) not in seen:
+                    seen.add((n, None, None))  # type: ignore[arg-type]
                     roots.append(n)
                 continue
             if n.op is Op.REDUCE and expanded:
                 chosen.add(n)
                 roots.append(n)
                 continue
+            if n.op is Op.EXPAND and in_reduce and not expanded:
+                inner = _costly_broadcast(n, chosen)
+                if inner is not None:
+                    chosen.add(inner)
+                    roots.append(inner)
             passes_expand = expanded or n.op is Op.EXPAND
-            stack.extend((s, passes_expand or (n.op is Op.GATHER and i == 0)) for i, s in enumerate(n.src))
+            in_reduce = in_reduce or n.op is Op.REDUCE
+            stack.extend((s, passes_expand or (n.op is Op.GATHER and i == 0), in_reduce) for i, s in enumerate(n.src))
     _shared_reduces(chosen)
     return chosen
+
+
+COSTLY = frozenset({Op.EXP2, Op.LOG2, Op.SIN})  # library-call-sized math: not worth repeating per broadcast
+
+
+def _costly_broadcast(expand: Node, chosen: set[Node]) -> Node | None:
+    """The elementwise value under ``expand`` (through views) when computing it involves COSTLY math and the
+    broadcast repeats each element several times; None otherwise."""
+    inner = expand.src[0]
+    while inner.op in MOVEMENT:
+        inner = inner.src[0]
+    if inner.op not in ELEMENTWISE or inner in chosen or prod(inner.shape) < 2:
+        return None
+    if prod(expand.shape) < 4 * prod(expand.src[0].shape):
+        return None
+    stack, seen = [inner], set()
+    while stack:  # the elementwise body: down to buffers, reduces and other kernels' outputs
+        n = stack.pop()
+        if n in seen or (n is not inner and (n in chosen or n.op is Op.REDUCE)):
+            continue
+        seen.add(n)
+        if n.op in COSTLY:
+            return inner
+        stack.extend(n.src)
+    return None
 
 
 def _shared_reduces(chosen: set[Node]) -> None:

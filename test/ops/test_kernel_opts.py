@@ -368,3 +368,58 @@ def test_search_runs_once_per_kernel_and_machine(monkeypatch, tmp_path):
     item = _matmul_ast(40, 256, 48)
     opts = search.cached_search(item.ast, 1, get_device("CPU"), CRenderer(), [bf.nbytes for bf in item.buffers])
     assert not calls and isinstance(opts, KernelOpts) and record.exists()
+
+
+# ---------------------------------------------------------------- packed integers (quantized weights)
+
+
+@pytest.mark.parametrize("rows, blocks", [(1, 1), (7, 3), (33, 18)])
+@pytest.mark.parametrize("kind", ["Q4_1", "Q8_0"])
+def test_dequantizing_dot_reads_bytes_as_vectors(rows, blocks, kind):
+    """x @ W.T for block-quantized W: one reduce over (blocks, bytes of a block) whose lanes split the bytes;
+    the bytes are loaded as vectors, widened, masked and shifted lane-wise. Bit for bit the PYTHON device's."""
+    from boltgrad.llm import quant
+
+    rng = np.random.default_rng(rows * 100 + blocks)
+    d = (rng.standard_normal((rows, blocks)) * 0.1).astype(np.float16)
+    if kind == "Q4_1":
+        m = (rng.standard_normal((rows, blocks)) * 0.1).astype(np.float16)
+        qs = rng.integers(0, 256, (rows, blocks, 16), dtype=np.uint8)
+        arrays, type_id, names = [d, m, qs], quant.Q4_1, ("d", "m", "qs")
+    else:
+        qs = rng.integers(-128, 128, (rows, blocks, 32), dtype=np.int8)
+        arrays, type_id, names = [d, qs], quant.Q8_0, ("d", "qs")
+    x = rng.standard_normal((2, blocks * 32)).astype(np.float32)
+
+    def weight(device):
+        parts = {n: Tensor(a, device=device) for n, a in zip(names, arrays)}
+        return quant.QuantizedWeight(type_id, (rows, blocks * 32), parts)
+
+    cpu = weight("CPU").linear(Tensor(x)).numpy()
+    np.testing.assert_array_equal(cpu, weight("PYTHON").linear(Tensor(x, device="PYTHON")).numpy())
+    _close(cpu, x @ weight("CPU").dequantize().numpy().T, k=blocks * 32)
+    sources = "\n".join(_kernel_sources(weight("CPU").linear(Tensor(x))))
+    if qs.size // rows >= 32:  # a reduce long enough for lanes (one Q4 block is 16 bytes: scalar)
+        widen = "bolt_widen_u8x8" if kind == "Q4_1" else "bolt_widen_i8x8"
+        assert widen in sources and "__builtin_convertvector" in sources
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+def test_integer_lanes_wrap_as_the_scalar_program(dtype):
+    """Lane-wise shifts, sums and products of small integers are computed in int32 lanes and wrapped back to
+    their type where they could leave it, as the scalar program's stores wrap."""
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min, info.max, (5, 6, 16), endpoint=True).astype(dtype)
+    b = rng.integers(info.min, info.max, (5, 6, 16), endpoint=True).astype(dtype)
+
+    def fn(p, q):
+        mixed = ((p << 3) + q * 7) ^ (p >> 2) | (q & 13)
+        return mixed.cast(boltgrad.float32).sum((-2, -1))
+
+    got = _same_on_python(fn, a, b)
+    wide_a, wide_b = a.astype(np.int64), b.astype(np.int64)
+    mixed = (((wide_a << 3) + wide_b * 7).astype(dtype).astype(np.int64) ^ (wide_a >> 2)) | (wide_b & 13)
+    np.testing.assert_allclose(got, mixed.astype(dtype).astype(np.float64).sum((-2, -1)), rtol=1e-5)
+    (source,) = _kernel_sources(fn(Tensor(a), Tensor(b)))
+    assert "bolt_widen_" in source
