@@ -35,6 +35,7 @@ from .tensor_math import MathMixin
 from .tensor_movement import MovementMixin
 from .tensor_nn import NNMixin
 from .tensor_reduce import ReduceMixin
+from .tensor_shared import settle, shared_view, write
 from .tensor_sort import SortMixin
 from .tensor_special import SpecialMixin
 
@@ -172,7 +173,7 @@ class Tensor(
             if autograd.needs_grad(self.node):
                 raise RuntimeError("requires_grad can only be set on a leaf; call .detach() first")
             # a leaf is known by its node, so it needs a buffer of its own (two zeros(3) are one node)
-            if as_contiguous_buffer(self.node) is None:
+            if as_contiguous_buffer(self.node) is None and shared_view(self) is None:
                 self.node = self.contiguous().node
                 self.realize()
             autograd.register_leaf(self.node, self)
@@ -275,10 +276,18 @@ class Tensor(
     @staticmethod
     def realize_all(tensors: Sequence[Tensor]) -> None:
         tensors = [*tensors, *autograd.take_pending_roots()]  # a loss goes with its gradients (autograd.py)
+        # a view of a shared buffer (tensor_shared.py) stays that view: realized, it only writes what is pending
+        settled = [(t, r) for t in tensors if (r := shared_view(t)) is not None]
+        if settled:
+            shared = {id(t) for t, _ in settled}
+            writes = [Tensor(r.pending) for _, r in settled if r.pending is not None]
+            tensors = [t for t in tensors if id(t) not in shared] + writes
         todo = list(
             {id(t): t for t in tensors if as_contiguous_buffer(t.node) is None or t.node.op is Op.ASSIGN}.values()
         )
         if not todo:
+            for t, r in settled:
+                settle(t, r)
             return
         versions = [input_versions(t.node) if t.node.op is not Op.ASSIGN else () for t in todo]
         out = engine_realize([t.node for t in todo])
@@ -298,11 +307,14 @@ class Tensor(
                 record_realized(t.node, view, v + ((buf, buf.version),))
             t.node = view
             _holders.setdefault(buf, {})[id(t)] = weakref.ref(t)
+        for t, r in settled:
+            settle(t, r)
 
     def _contiguous_buffer(self) -> Buffer:
         self.realize()
         buf_node = as_contiguous_buffer(self.node)
-        assert buf_node is not None
+        if buf_node is None:  # a view of a shared buffer stays one: read a copy
+            return self.detach().contiguous()._contiguous_buffer()
         return buf_node.arg
 
     def _raw(self) -> bytearray:
@@ -379,6 +391,9 @@ class Tensor(
         if autograd.is_grad_enabled() and not self._leaf_grad and (self.requires_grad or src.requires_grad):
             self.node = src.node
             return self
+        if (record := shared_view(self)) is not None:
+            write(self, record, src)
+            return self
         self._own_memory()
         old = self.node
         self.node = Node(Op.ASSIGN, self.dtype, (old, src.node))
@@ -412,6 +427,14 @@ class Tensor(
         if src.device != self.device:
             raise RuntimeError(f"assign_at: value is on {src.device} but the tensor is on {self.device}")
         src = src.reshape(block).cast(self.dtype)
+        if (record := shared_view(self)) is not None:  # the whole view is written, the block selected into it
+            if any(isinstance(st, Tensor) for st in starts):
+                raise NotImplementedError("assign_at: starts given as tensors on a view of a shared buffer (an "
+                                          "optimizer's parameter); pass ints")  # fmt: skip
+            pads = [(st, full - st - size) for st, size, full in zip(starts, block, self.shape)]
+            inside = Tensor.ones(*block, dtype=dtypes.bool_, device=self.device).pad(pads)
+            write(self, record, src.pad(pads).where(inside, self.detach()))
+            return self
         self._own_memory()
         dynamic = tuple(st.cast(dtypes.int64).node for st in starts if isinstance(st, Tensor))
         arg = tuple(st if isinstance(st, int) else None for st in starts)
