@@ -37,7 +37,8 @@ WIDTHS = (8, 4)  # lanes per pack, widest first: 8 float32 lanes fill an AVX reg
 # generic vectors badly: 16 lanes on AVX2 went through the stack)
 
 # elementwise ops a pack may do lane-wise; everything else is gathered from scalar lanes
-VECTOR_FLOAT_OPS = {Op.ADD, Op.MUL, Op.FDIV, Op.NEG, Op.MAX, Op.WHERE, Op.RECIP, Op.CMPLT, Op.CMPNE, Op.CAST}
+VECTOR_FLOAT_OPS = {Op.ADD, Op.MUL, Op.FDIV, Op.NEG, Op.MAX, Op.WHERE, Op.RECIP, Op.CMPLT, Op.CMPNE, Op.CAST,
+                    Op.EXP2, Op.LOG2}  # fmt: skip
 VECTOR_MASK_OPS = {Op.AND, Op.OR, Op.XOR, Op.NEG, Op.WHERE, Op.CMPLT, Op.CMPNE, Op.CAST}
 # integer lanes: wrapping arithmetic and bit operations give what the scalar program's C arithmetic gives once
 # the result is stored back to the lane type (shifts only by a constant below the type's width)

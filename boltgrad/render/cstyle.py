@@ -196,6 +196,8 @@ class CStyleRenderer:
             return f"(bolt_splat_f32x{w}(1.0f) / {a[0]})"
         if op is Op.MAX:
             return f"bolt_max_f32x{w}({a[0]}, {a[1]})"
+        if op in (Op.EXP2, Op.LOG2):
+            return f"{self.math_float[op]}_x{w}({a[0]})"
         if op is Op.WHERE:
             return f"bolt_select_f32x{w}({a[0]}, {a[1]}, {a[2]})"
         if op is Op.CAST and p.srcs[0].mask:  # bool lanes (-1/0) -> 1.0f/0.0f
@@ -370,6 +372,7 @@ def _vector_helpers(widths: tuple[int, ...]) -> str:
         ]
     out.append(_MASKED_LOADS)
     out.append(_WIDENING_LOADS)
+    out += [_VECTOR_MATH.replace("{W}", str(w)) for w in widths]
     return "\n".join(out)
 
 
@@ -391,6 +394,47 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_i16x4(p) bolt_widen_generic(bolt_i16x4, bolt_i32x4, p)
 #define bolt_widen_generic(small, wide, p) \\
   ({ small bolt_v_; __builtin_memcpy(&bolt_v_, (p), sizeof bolt_v_); __builtin_convertvector(bolt_v_, wide); })
+"""
+
+# bolt_exp2f and bolt_log2f (see C_PREAMBLE) lane by lane: the same operations in the same order on every lane,
+# branches as selects, floorf as a truncation corrected downwards (exact on the clamped range), so each lane's
+# result is bit for bit the scalar function's.
+_VECTOR_MATH = """static inline bolt_f32x{W} bolt_exp2f_x{W}(bolt_f32x{W} x) {
+  bolt_f32x{W} lo = bolt_splat_f32x{W}(-150.0f), hi = bolt_splat_f32x{W}(128.0f);
+  bolt_f32x{W} xc = bolt_select_f32x{W}(x < lo, lo, bolt_select_f32x{W}(x > hi, hi, x));
+  bolt_f32x{W} y = xc + bolt_splat_f32x{W}(0.5f);
+  bolt_i32x{W} valid = x == x;
+  bolt_i32x{W} yi = __builtin_convertvector(bolt_select_f32x{W}(valid, y, bolt_splat_f32x{W}(0.0f)), bolt_i32x{W});
+  bolt_f32x{W} t = __builtin_convertvector(yi, bolt_f32x{W});
+  bolt_f32x{W} n = bolt_select_f32x{W}(t > y, t - bolt_splat_f32x{W}(1.0f), t), f = xc - n;
+  bolt_f32x{W} p = bolt_splat_f32x{W}(1.5252734e-05f);
+  p = p * f + bolt_splat_f32x{W}(1.5403530e-04f); p = p * f + bolt_splat_f32x{W}(1.3333558e-03f);
+  p = p * f + bolt_splat_f32x{W}(9.6181291e-03f); p = p * f + bolt_splat_f32x{W}(5.5504109e-02f);
+  p = p * f + bolt_splat_f32x{W}(2.4022651e-01f); p = p * f + bolt_splat_f32x{W}(6.9314718e-01f);
+  p = p * f + bolt_splat_f32x{W}(1.0f);
+  bolt_i32x{W} ni = __builtin_convertvector(bolt_select_f32x{W}(valid, n, bolt_splat_f32x{W}(0.0f)), bolt_i32x{W});
+  bolt_i32x{W} n1 = ni >> 1, n2 = ni - n1;
+  bolt_f32x{W} f1 = (bolt_f32x{W})((n1 + 127) << 23), f2 = (bolt_f32x{W})((n2 + 127) << 23);
+  return bolt_select_f32x{W}(valid, p * f1 * f2, x);
+}
+static inline bolt_f32x{W} bolt_log2f_x{W}(bolt_f32x{W} x) {
+  bolt_i32x{W} tiny = x < bolt_splat_f32x{W}(1.17549435e-38f);
+  bolt_f32x{W} xs = bolt_select_f32x{W}(tiny, x * bolt_splat_f32x{W}(8388608.0f), x);
+  bolt_i32x{W} u = (bolt_i32x{W})xs;
+  bolt_i32x{W} e = ((u >> 23) & 0xFF) - 127;
+  bolt_f32x{W} m = (bolt_f32x{W})((u & 0x007FFFFF) | 0x3F800000);
+  bolt_i32x{W} big = m > bolt_splat_f32x{W}(1.41421356f);
+  m = bolt_select_f32x{W}(big, m * bolt_splat_f32x{W}(0.5f), m);
+  e = e + (big & 1);
+  bolt_f32x{W} t = (m - bolt_splat_f32x{W}(1.0f)) / (m + bolt_splat_f32x{W}(1.0f)), t2 = t * t;
+  bolt_f32x{W} p = bolt_splat_f32x{W}(0.22222222f);
+  p = p * t2 + bolt_splat_f32x{W}(0.28571429f); p = p * t2 + bolt_splat_f32x{W}(0.4f);
+  p = p * t2 + bolt_splat_f32x{W}(0.66666667f); p = p * t2 + bolt_splat_f32x{W}(2.0f);
+  bolt_f32x{W} r = __builtin_convertvector(e - (tiny & 23), bolt_f32x{W}) + p * t * bolt_splat_f32x{W}(1.44269504f);
+  r = bolt_select_f32x{W}(x == bolt_splat_f32x{W}(0.0f), bolt_splat_f32x{W}(-INFINITY), r);
+  r = bolt_select_f32x{W}((x < bolt_splat_f32x{W}(0.0f)) | (x != x), bolt_splat_f32x{W}(NAN), r);
+  return bolt_select_f32x{W}(x == bolt_splat_f32x{W}(INFINITY), bolt_splat_f32x{W}(INFINITY), r);
+}
 """
 
 _MASKED_LOADS = """#if defined(__AVX__)

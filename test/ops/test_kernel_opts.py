@@ -423,3 +423,42 @@ def test_integer_lanes_wrap_as_the_scalar_program(dtype):
     np.testing.assert_allclose(got, mixed.astype(dtype).astype(np.float64).sum((-2, -1)), rtol=1e-5)
     (source,) = _kernel_sources(fn(Tensor(a), Tensor(b)))
     assert "bolt_widen_" in source
+
+
+def test_vector_exp2_and_log2_equal_the_scalar_functions_bit_for_bit():
+    """Packs call lane-wise versions of the C preamble's exp2/log2 (so a softmax's exponentials vectorise); every
+    lane must give the scalar function's bits, edge values included."""
+    import ctypes
+
+    from boltgrad.device.cpu import CCompiler
+
+    source = CRenderer().preamble + """
+void bolt_test_math(const float *x, float *vec, float *scalar, int64_t n) {
+  for (int64_t i = 0; i + 8 <= n; i += 8) {
+    bolt_store_f32x8(vec + 2 * i, bolt_exp2f_x8(bolt_load_f32x8(x + i)));
+    bolt_store_f32x4(vec + 2 * i + 8, bolt_log2f_x4(bolt_load_f32x4(x + i)));
+    bolt_store_f32x4(vec + 2 * i + 12, bolt_log2f_x4(bolt_load_f32x4(x + i + 4)));
+    for (int k = 0; k < 8; k++) {
+      scalar[2 * i + k] = bolt_exp2f(x[i + k]);
+      scalar[2 * i + 8 + k] = bolt_log2f(x[i + k]);
+    }
+  }
+}
+"""
+    lib = ctypes.CDLL(CCompiler().compile(source))
+    rng = np.random.default_rng(0)
+    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 1e-45, 127.9, 128.0, 129.0, -149.0, -150.0, -151.0,
+             -0.5, 0.5, 1.5, -1.5, 1.41421356, 3.4e38, -3.4e38, 0.999999]  # fmt: skip
+    x = np.concatenate([np.array(edges, np.float32), (rng.standard_normal(4000) * 60).astype(np.float32),
+                        rng.integers(0, 2**32, 4000, dtype=np.uint64).astype(np.uint32).view(np.float32)])  # fmt: skip
+    x = np.ascontiguousarray(x[: len(x) // 8 * 8])
+    vec, scalar = np.zeros(2 * len(x), np.float32), np.ones(2 * len(x), np.float32)
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)
+    lib.bolt_test_math(ptr(x), ptr(vec), ptr(scalar), ctypes.c_int64(len(x)))
+    np.testing.assert_array_equal(vec.view(np.uint32), scalar.view(np.uint32))  # NaNs are the same NaN too
+
+
+def test_softmax_exponentials_are_vector_lanes():
+    x = Tensor(np.ones((9, 512), np.float32))
+    sources = "\n".join(_kernel_sources(x.softmax(-1)))
+    assert "bolt_exp2f_x8" in sources
