@@ -105,6 +105,14 @@ def get_or_build(key: str, build: Callable[[], bytes], suffix: str = "", namespa
     return _build_into(_fallback_folder(namespace), key, suffix, build, raise_os_errors=True)
 
 
+def find_entry(key: str, suffix: str = "", namespace: str = "lib") -> str | None:
+    """The path of the verified entry for ``key`` (in the cache folder or this process's fallback), or None."""
+    path = _find_entry(os.path.join(config.cache_dir(), namespace), key, suffix)
+    if path is None and _state.fallback_root is not None:
+        path = _find_entry(_fallback_folder(namespace), key, suffix)
+    return path
+
+
 def entry_path(key: str, suffix: str = "", namespace: str = "lib") -> str:
     """Where the entry for ``key`` lives in the configured cache folder (whether or not it exists)."""
     return os.path.join(config.cache_dir(), namespace, key + suffix)

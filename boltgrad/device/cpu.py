@@ -130,8 +130,20 @@ class CCompiler(Compiler):
         self.suffix = shared_library_suffix()
 
     def compile(self, source: str) -> str:
-        key = compile_cache.artifact_key(source, self.toolchain, [*self.flags, *LINK_FLAGS])
+        key = self.library_key(source)
         return compile_cache.get_or_build(key, lambda: self._build(source), self.suffix, namespace="c")
+
+    def library_key(self, source: str) -> str:
+        """The compile cache's key of the library built from ``source``."""
+        return compile_cache.artifact_key(source, self.toolchain, [*self.flags, *LINK_FLAGS])
+
+    def cached_library(self, key: str) -> str | None:
+        """The library stored under ``key`` (see ``library_key``) if the cache holds it, without its source."""
+        return compile_cache.find_entry(key, self.suffix, namespace="c")
+
+    def cache_identity(self) -> str:
+        """Everything besides the source that shapes a library: toolchain, flags and CPU."""
+        return "\n".join([self.toolchain, *self.flags, *LINK_FLAGS, compile_cache.cpu_identity()])
 
     def _build(self, source: str) -> bytes:
         # Compile in a private scratch folder, not in the cache: a full or read-only cache folder must show up as

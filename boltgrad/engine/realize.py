@@ -29,6 +29,7 @@ from ..ir.ops import ALU, Op
 from ..render.cstyle import RENDERERS as C_RENDERERS
 from ..render.cuda import CUDARenderer
 from ..schedule.schedule import CopyItem, KernelItem, Schedule, create_schedule
+from . import kernel_index
 
 
 @dataclass
@@ -190,14 +191,27 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
         device = get_device(device_name)
         linears = []
         gpu = GPU_TARGETS.get(device.renderer)
+        index_keys: dict[Node, str] = {}  # kernels to enter into the on-disk index once compiled
+        library_key = ""
         for ast, items in by_ast.items():
             if gpu is not None:
                 linears.append((ast, lower_for_gpu(ast, gpu)))
                 continue
             opts = _searched_opts(ast, items[0], device, debug)
+            key = _index_key(ast, device, opts)
+            if key is not None:
+                hit = _indexed_kernel(key, ast, device)
+                if hit is not None:
+                    _compiled[(device_name, device.instance, ast)] = hit
+                    for item in items:
+                        out[id(item)] = hit
+                    continue
+                index_keys[ast] = key
             lin = linearize(lower_kernel(ast, opts))
             lin.meta["contract"] = bool(opts and opts.contract)
             linears.append((ast, lin))
+        if not linears:
+            continue
         named = [(_kernel_name(ast, lin), lin) for ast, lin in linears]
         unique = dict(named)  # equal names mean equal code: two graphs that lower to the same program
         if device.renderer in ("python", "python_gpu"):
@@ -211,12 +225,51 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
             if debug >= 4:
                 print(unit, file=sys.stderr)
             library = device.compiler.compile(unit)
+            if index_keys:
+                library_key = device.compiler.library_key(unit)
         for (ast, lin), (name, _), src in zip(linears, named, sources):
             ck = CompiledKernel(name, device.program(library, name), lin, _flop_count(lin), src)
             _compiled[(device_name, device.instance, ast)] = ck
             for item in by_ast[ast]:
                 out[id(item)] = ck
+            if ast in index_keys:
+                entry = {"library": library_key, "name": name, "flops": ck.flops_per_iteration,
+                         "outer_size": lin.outer_size, "cost": lin.cost, "contract": bool(lin.meta.get("contract")),
+                         "variables": kernel_index.variable_names(lin.variables)}  # fmt: skip
+                kernel_index.store(index_keys[ast], entry)
     return out
+
+
+def _index_key(ast: Node, device: Any, opts: KernelOpts | None) -> str | None:
+    """The kernel index's key of ``ast`` on ``device`` (``kernel_index``), or None where the index is not used:
+    a compiler that cannot find a library by key, an AST with an arg of no stable spelling, or DEBUG=4 (which
+    prints the source)."""
+    identity = getattr(device.compiler, "cache_identity", None)
+    if identity is None or not hasattr(device.compiler, "cached_library") or device.renderer not in RENDERERS:
+        return None
+    if config.debug_level() >= 4:
+        return None
+    ast_hash = kernel_index.structural_hash(ast)
+    if ast_hash is None:
+        return None
+    return kernel_index.index_key(ast_hash, device.renderer, identity(), opts.key() if opts else "")
+
+
+def _indexed_kernel(key: str, ast: Node, device: Any) -> CompiledKernel | None:
+    """The program an earlier process compiled for this key, without lowering or rendering; None on a miss."""
+    entry = kernel_index.lookup(key)
+    if entry is None:
+        return None
+    try:
+        library = device.compiler.cached_library(entry["library"])
+        variables = kernel_index.variables_of(ast, entry["variables"])
+        if library is None or variables is None:
+            return None
+        lin = LinearProgram(entry["name"], [], [], variables, None, entry["outer_size"], entry["cost"],
+                            {"contract": entry["contract"], "indexed": True})  # fmt: skip
+        return CompiledKernel(entry["name"], device.program(library, entry["name"]), lin, entry["flops"], "")
+    except (KeyError, TypeError, ValueError):  # an entry of another shape: lower the kernel again
+        return None
 
 
 def _searched_opts(ast: Node, item: KernelItem, device: Any, debug: int) -> KernelOpts | None:
