@@ -33,8 +33,12 @@ class Adam(Optimizer):
 
     The learning rate is read from a device buffer and the bias corrections are computed in the kernels from a
     step counter on the device, so later steps and new rates reuse the compiled kernels (and a jit replay stays
-    right). Kernels per step and parameter: four (step, m, v and the parameter), five with amsgrad.
+    right). The parameters of a group (per device and dtype) are kept in one flat buffer and updated as one tensor:
+    kernels per step and group, four (step counter, m, v and the parameters), five with amsgrad;
+    ``foreach=False`` updates each parameter on its own (as many kernels per parameter).
     """
+
+    elementwise = True
 
     decoupled_weight_decay = False
 
@@ -48,7 +52,7 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
-        foreach: bool | None = None,  # accepted for torch compatibility; every step is fused already
+        foreach: bool | None = None,  # False: the per-tensor update (four kernels per parameter)
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
@@ -57,7 +61,7 @@ class Adam(Optimizer):
             raise NotImplementedError(f"{type(self).__name__}: differentiable=True is not supported")
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad,
                     "maximize": maximize}  # fmt: skip
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, foreach=foreach)
 
     def check_group(self, group: dict[str, Any]) -> None:
         super().check_group(group)

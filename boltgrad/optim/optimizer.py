@@ -14,6 +14,12 @@ A step is lazy and fused. ``step()`` first realizes the gradients (so no update 
 another update overwrites), then builds ``param.assign(new)`` and ``state_tensor.assign(new)`` for every parameter
 under ``no_grad()`` and realizes all of them with one ``Tensor.realize_all``: one kernel per tensor written.
 
+An optimizer whose update is elementwise (SGD, Adam, AdamW: ``elementwise = True``) goes further: it keeps the
+parameters of each group, device and dtype in one flat buffer, each parameter a view of its slice (``flat.py``),
+and runs ``update`` once over the flat parameter, the flat state and the gradients laid end to end. Adam's step is
+then four kernels per group (step counter, m, v, parameters), however many parameters the group has, and bit for
+bit the per-tensor result. ``foreach=False`` keeps the per-tensor update.
+
 Nothing that changes from step to step is a constant in a kernel, so step 2 onwards compiles nothing, and a step
 replayed by ``boltgrad.jit`` (which does not re-run Python) still sees the current values:
 
@@ -40,6 +46,7 @@ from ..ir import dtypes
 from ..ir.node import Node, var
 from ..ir.ops import Op
 from ..tensor import Tensor
+from .flat import FlatBucket, buckets_of
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _F64 = struct.Struct("<d")
@@ -135,11 +142,23 @@ class Optimizer:
 
     A group dict holds ``"params"`` and any per-group options; options it leaves out come from ``defaults``.
     ``state`` maps each parameter to its own dict (tensors and Python numbers). Subclasses implement
-    ``init_state`` (optional) and ``update``.
+    ``init_state`` (optional) and ``update``; one whose update is elementwise in the parameter, the gradient and
+    every state tensor shaped like the parameter sets ``elementwise = True`` to get the flat update (see the
+    module docstring). ``foreach=False`` asks for the per-tensor update anyway.
     """
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]):
+    elementwise = False
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        defaults: dict[str, Any],
+        *,
+        foreach: bool | None = None,
+    ):
         self.defaults = dict(defaults)
+        self.flat_update = foreach is not False and self._updates_elementwise()
+        self._buckets: list[FlatBucket] = []
         self.state: dict[Tensor, dict[str, Any]] = {}  # Tensor hashes by identity
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, Tensor):
@@ -186,6 +205,17 @@ class Optimizer:
             group.setdefault(key, default)
         self.check_group(group)
         self.param_groups.append(group)
+        if self.flat_update:
+            self._buckets += buckets_of(params, group)
+
+    def _updates_elementwise(self) -> bool:
+        """Whether ``update`` may run once over parameters laid end to end: the class that says ``elementwise =
+        True`` must be the one whose ``update`` and ``init_state`` run (a subclass that overrides them says again)."""
+        for cls in type(self).__mro__:
+            if "elementwise" in vars(cls):
+                methods = ("update", "init_state")
+                return bool(cls.elementwise) and all(getattr(type(self), m) is getattr(cls, m) for m in methods)
+        return False
 
     def check_group(self, group: dict[str, Any]) -> None:
         """Validate a group's options (subclasses raise ValueError with the option's name)."""
@@ -247,19 +277,31 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        work = [(p, group) for group in self.param_groups for p in group["params"] if p.grad is not None]
         for group in self.param_groups:
             group.sync()  # an "lr" changed with dict.update() or in place
+        flat = self._flat_buckets()
+        in_flat = {id(p) for b in flat for p in b.params}
+        work = [(p, group) for group in self.param_groups for p in group["params"]
+                if p.grad is not None and id(p) not in in_flat]  # fmt: skip
+        with no_grad():
+            grads = [p.grad for p, _ in work] + [g for b in flat for g in b.take_grads()]
         # The gradients first: an update kernel that read another parameter through a lazy gradient could not be
-        # ordered around that parameter's own update.
-        Tensor.realize_all([p.grad for p, _ in work])
+        # ordered around that parameter's own update. A write to a flat parameter that is still pending goes too.
+        Tensor.realize_all(grads + [p for b in self._buckets for p in b.params])
         with no_grad():
             fresh = []
             for p, group in work:
                 if p not in self.state:
                     self.state[p] = self.init_state(p, group)
                     fresh += [v for v in self.state[p].values() if isinstance(v, Tensor)]
+            new_buckets = [b for b in flat if b.state is None]
+            for b in new_buckets:
+                b.state = self.init_state(b.flat, b.group)
+                fresh += [v for v in b.state.values() if isinstance(v, Tensor)]
             Tensor.realize_all(fresh)
+            for b in new_buckets:
+                for i, p in enumerate(b.params):
+                    self.state[p] = b.param_state(i)
             targets: list[Tensor] = []
             for p, group in work:
                 state = self.state[p]
@@ -269,8 +311,46 @@ class Optimizer:
                 new_value = self.update(p, grad, state, group)
                 targets += [v for v in state.values() if isinstance(v, Tensor) and v.node.op is Op.ASSIGN]
                 targets.append(p.assign(new_value))
+            for b in flat:
+                assert b.state is not None
+                grad = b.grad.detach()
+                if b.group.get("maximize", False):
+                    grad = -grad
+                new_value = self.update(b.flat, grad, b.state, b.group)
+                targets += [v for v in b.state.values() if isinstance(v, Tensor) and v.node.op is Op.ASSIGN]
+                targets.append(b.flat.assign(new_value))
             Tensor.realize_all(targets)
+            for b in flat:  # Python values of the state (SGD's step count) as the update left them
+                numbers = {k: v for k, v in b.state.items() if not isinstance(v, Tensor)}
+                for p in b.params:
+                    self.state[p].update(numbers)
         return loss
+
+    def _flat_buckets(self) -> list[FlatBucket]:
+        """The buckets that step as one this time (all their parameters have gradients). A bucket some of whose
+        parameters have one and some not, or whose parameter was replaced, goes back to the per-tensor update."""
+        out = []
+        for b in list(self._buckets):
+            has_grad = [p.grad is not None for p in b.params]
+            if not any(has_grad):
+                continue
+            if all(has_grad) and b.intact():
+                out.append(b)
+            else:
+                self._unflatten(b)
+        return out
+
+    def _unflatten(self, bucket: FlatBucket) -> None:
+        """Give each parameter of ``bucket`` a state of its own (copies of its views of the flat state) and leave
+        it to the per-tensor update from now on."""
+        self._buckets.remove(bucket)
+        copies: list[Tensor] = []
+        for p in bucket.params:
+            if p in self.state:
+                own = {k: _loaded_state(v, v) if isinstance(v, Tensor) else v for k, v in self.state[p].items()}
+                copies += [v for v in own.values() if isinstance(v, Tensor)]
+                self.state[p] = own
+        Tensor.realize_all(copies)
 
     # ---- saving and loading ----
 
@@ -324,4 +404,18 @@ class Optimizer:
         for mine, saved in zip(self.param_groups, groups):
             mine.update({k: v for k, v in saved.items() if k != "params"})
             mine.sync()
+        for b in list(self._buckets):
+            states = [new_state.get(p) for p in b.params]
+            if all(s is None for s in states):
+                b.state = None  # made afresh at the next step
+                continue
+            if all(s is not None for s in states):
+                if b.state is None:
+                    b.state = self.init_state(b.flat, b.group)
+                    Tensor.realize_all([v for v in b.state.values() if isinstance(v, Tensor)])
+                if b.load(states):  # type: ignore[arg-type]
+                    for i, p in enumerate(b.params):
+                        new_state[p] = b.param_state(i)
+                    continue
+            self._buckets.remove(b)  # states that differ in their step counts stay each parameter's own
         self.state = new_state

@@ -29,8 +29,12 @@ class SGD(Optimizer):
         >>> [round(v, 4) for v in w.tolist()]
         [0.8, -1.6]
 
-    Kernels per step and parameter: one without momentum, two with it (the buffer and the parameter).
+    The parameters of a group (per device and dtype) are kept in one flat buffer and updated as one tensor:
+    kernels per step and group, one without momentum, two with it (the buffer and the parameters);
+    ``foreach=False`` updates each parameter on its own (as many kernels per parameter).
     """
+
+    elementwise = True
 
     def __init__(
         self,
@@ -42,7 +46,7 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
-        foreach: bool | None = None,  # accepted for torch compatibility; every step is fused already
+        foreach: bool | None = None,  # False: the per-tensor update (one kernel per tensor written)
         differentiable: bool = False,
         fused: bool | None = None,
     ):
@@ -50,7 +54,7 @@ class SGD(Optimizer):
             raise NotImplementedError("SGD: differentiable=True is not supported")
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                     "nesterov": nesterov, "maximize": maximize}  # fmt: skip
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, foreach=foreach)
 
     def check_group(self, group: dict[str, Any]) -> None:
         super().check_group(group)
