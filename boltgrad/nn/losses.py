@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import where
+from ..ir import dtypes
 from ..tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -46,8 +47,9 @@ def _along(t: Tensor, ndim: int, dim: int) -> Tensor:
 
 def _check_class_target(input: Tensor, target: Tensor, cdim: int, name: str) -> None:  # noqa: A002
     want = input.shape[:cdim] + input.shape[cdim + 1 :]
-    if target.dtype.is_float:
-        raise RuntimeError(f"{name}: expected integer class indices as target, got {target.dtype.name}")
+    if target.dtype.is_float or target.dtype == dtypes.bool_:
+        raise RuntimeError(f"{name}: expected integer class indices as target, got {target.dtype.name}; "
+                           "convert labels with .long()")  # fmt: skip
     if input.ndim >= 2 and target.ndim >= 1 and target.shape[0] != input.shape[0]:
         raise ValueError(
             f"{name}: expected input batch_size ({input.shape[0]}) to match target batch_size ({target.shape[0]})"
@@ -123,8 +125,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
     class_weight = _along(weight, input.ndim, cdim).cast(logp.dtype) if weight is not None else None
     if target.dtype.is_float:  # class probabilities
         if target.shape != input.shape:
-            raise RuntimeError(f"cross_entropy: probability targets must have the input's shape {list(input.shape)}, "
-                               f"got {list(target.shape)}")  # fmt: skip
+            labels = target.shape == input.shape[:cdim] + input.shape[cdim + 1 :]
+            hint = "; class indices must be an integer tensor: convert labels with .long()" if labels else ""
+            raise RuntimeError(f"cross_entropy: a {target.dtype.name} target is class probabilities, which must have "
+                               f"the input's shape {list(input.shape)}, got {list(target.shape)}{hint}")  # fmt: skip
         if ignore_index >= 0:
             raise RuntimeError("cross_entropy: ignore_index is not supported for probability (floating point) targets")
         if weight is not None and weight.shape != (classes,):

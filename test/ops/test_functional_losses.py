@@ -133,6 +133,9 @@ def test_kl_div():
         (lambda: F.cross_entropy(Tensor.ones(2, 4), Tensor([1, 2]), reduction="avg"), ValueError, "'avg'"),
         (lambda: F.cross_entropy(Tensor.ones(2, 4), Tensor([1, 2]), label_smoothing=1.5), ValueError, "smoothing"),
         (lambda: F.nll_loss(Tensor.ones(2, 4), Tensor([1.0, 2.0])), RuntimeError, "integer class indices"),
+        # labels of the wrong dtype: float labels of the batch's shape, bool labels
+        (lambda: F.cross_entropy(Tensor.ones(2, 4), Tensor([1.0, 2.0])), RuntimeError, r"\[2, 4\].*\.long\(\)"),
+        (lambda: F.cross_entropy(Tensor.ones(2, 4), Tensor([True, False])), RuntimeError, r"got bool.*\.long\(\)"),
         (lambda: F.binary_cross_entropy(Tensor.ones(2, 3) * 0.5, Tensor.ones(3)), ValueError, "same size"),
         (lambda: F.kl_div(Tensor.ones(2), Tensor.ones(2), reduction="max"), ValueError, "'max'"),
     ],
