@@ -219,7 +219,12 @@ class CapturedStep:
 
 def _buffer_of(t: Tensor) -> Buffer:
     node = as_contiguous_buffer(t.node)
-    assert node is not None
+    if node is None:  # inputs and outputs are realized before this: only a view of a shared buffer stays a view
+        raise TypeError(
+            f"jit: a {t.dtype.name}{list(t.shape)} tensor that is a view of a shared buffer (a parameter an optimizer "
+            "keeps in its flat buffer) cannot be an input or output of a jitted function: use it inside the function "
+            "(a step reads the parameters it uses), or pass and return .contiguous() copies"
+        )
     return node.arg
 
 

@@ -295,6 +295,19 @@ def test_flat_parameters_stay_the_callers_tensors():
     np.testing.assert_array_equal(opt._buckets[0].flat.numpy()[:12], model[0].weight.numpy().reshape(-1))
 
 
+@pytest.mark.skipif(getattr(boltgrad, "jit", None) is None, reason="boltgrad.jit is not built yet")
+def test_a_flat_parameter_as_a_jit_input_names_the_fix():
+    """A parameter is a view of the optimizer's buffer, which a replay reads as state: passing it in as an input
+    (whose buffer a replay would patch) is an error that says what to do instead."""
+    w = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    SGD([w, Tensor(np.ones(3, np.float32), requires_grad=True)], lr=0.1)
+    total = boltgrad.jit(lambda x: (x * 2).sum())
+    with pytest.raises(TypeError, match=r"float32\[2, 3\].*view of a shared buffer.*contiguous"):
+        for _ in range(3):
+            total(w)
+    assert total(w.contiguous()).item() == 12.0
+
+
 def test_a_parameter_without_gradient_sends_its_group_back_to_the_per_tensor_update():
     weights, grads = _data([(3, 2), (2,), (4,)], 4)
     ours = [Tensor(w, requires_grad=True) for w in weights]
