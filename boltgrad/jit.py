@@ -9,10 +9,11 @@
     ...     return loss
 
 The first call runs the function normally. The second runs it again and records every kernel launch and copy
-the engine makes, with the buffers each one touched. From the third call on the function is not called at
-all: the recorded launches are replayed, on the CPU as one native call into the runtime's launch list, with
-the new inputs' buffers patched in, fresh output buffers allocated, and the random-number counter advanced so
-each replay draws new numbers.
+the engine makes, with the buffers each one touched (``jit(warmup=False)`` records on the first call already).
+From the third call on the function is not called at all: the recorded launches are replayed, on the CPU as one
+native call into the runtime's launch list, with the new inputs' buffers patched in, fresh output buffers
+allocated, and the random-number counter advanced (and the seed of `manual_seed` rebound) so each replay draws
+new numbers.
 
 What a replay keeps and what it does not:
 - Tensors the step closes over and updates with ``assign`` (weights, optimizer state) keep their values across
@@ -46,7 +47,7 @@ from .ir.node import Node
 from .ir.ops import Op
 from .schedule.schedule import as_contiguous_buffer, buffer_view
 from .tensor import Tensor
-from .tensor_create import RNG_COUNTER_VAR, _RngState
+from .tensor_create import RNG_COUNTER_VAR, RNG_SEED_VAR, _RngState
 from .variable import Variable, variable_named
 
 _replay_hooks: weakref.WeakSet = weakref.WeakSet()
@@ -125,6 +126,7 @@ class CapturedStep:
     segments: list[Any] = field(default_factory=list)
     patch_points: dict[int, list[tuple[int, int, int]]] = field(default_factory=dict)  # buffer id -> places
     rng_points: list[tuple[int, int, int, int]] = field(default_factory=list)  # (segment, launch, slot, offset)
+    seed_points: list[tuple[int, int, int]] = field(default_factory=list)  # (segment, launch, slot)
     var_points: list[tuple[int, int, int, str, int]] = field(default_factory=list)  # (..., slot, name, captured)
     overwritten: list[Buffer] = field(default_factory=list)  # buffers the step's assigns write
 
@@ -161,6 +163,8 @@ class CapturedStep:
                 for slot, (var_node, value) in enumerate(zip(op.variables, op.launch.var_values)):
                     if var_node.arg[0] == RNG_COUNTER_VAR:
                         self.rng_points.append((seg_index, li, slot, value - self.rng_start))
+                    elif var_node.arg[0] == RNG_SEED_VAR:
+                        self.seed_points.append((seg_index, li, slot))
                     elif variable_named(var_node.arg[0]) is not None:
                         self.var_points.append((seg_index, li, slot, var_node.arg[0], value))
 
@@ -197,6 +201,8 @@ class CapturedStep:
         for seg, li, slot, offset in self.rng_points:
             self.segments[seg].graph.set_var(li, slot, base + offset)
         _RngState.counter += self.rng_draws
+        for seg, li, slot in self.seed_points:  # manual_seed since the recording: draw from the new seed
+            self.segments[seg].graph.set_var(li, slot, _RngState.seed)
         for seg, li, slot, name, captured in self.var_points:
             live = variable_named(name)
             value = bound[name] if name in bound else live.value if live is not None else captured
@@ -250,10 +256,12 @@ def _rebuild(structure: Any, outputs: Any) -> Any:
 
 
 class JitFunction:
-    """A function whose kernels are captured on its second call and replayed from its third."""
+    """A function whose kernels are captured on its second call (its first with ``warmup=False``) and replayed
+    from then on."""
 
-    def __init__(self, fn: Callable[..., Any]):
+    def __init__(self, fn: Callable[..., Any], warmup: bool = True):
         self.fn = fn
+        self.warmup = warmup
         self.captured: CapturedStep | None = None
         self._seen: tuple | None = None
         functools.update_wrapper(self, fn)
@@ -272,10 +280,11 @@ class JitFunction:
         signature = (key, tuple((t.shape, t.dtype, t.device) for t in inputs))
         if self.captured is not None and self.captured.signature == signature:
             return self.captured.replay(inputs, bound)
-        if self._seen != signature:  # first call with these inputs: run plainly
+        if self._seen != signature and self.warmup:  # first call with these inputs: run plainly
             self._seen = signature
             self.captured = None
             return self._run_and_realize(args, kwargs)
+        self._seen = signature
         return self._capture(args, kwargs, inputs, signature)
 
     def _run_and_realize(self, args: tuple, kwargs: dict) -> Any:
@@ -347,6 +356,14 @@ def _fresh_buffers(ops: list[CapturedLaunch | CapturedCopy], inputs: list[Buffer
     return fresh
 
 
-def jit(fn: Callable[..., Any]) -> JitFunction:
-    """Decorator: capture the function's kernels on its second call and replay them from the third."""
-    return JitFunction(fn)
+def jit(fn: Callable[..., Any] | None = None, *, warmup: bool = True) -> Any:
+    """Decorator: capture the function's kernels on its second call and replay them from the third.
+
+    ``warmup=False`` records on the first call and replays from the second. It saves one run of the Python (a
+    model's graph built and scheduled once, not twice), but everything the step reads and does not create must
+    exist in a buffer before that call: a tensor the first call would realize (lazy state, a weight still to be
+    loaded) would be computed by every replay instead. ``@jit(warmup=False)`` or ``jit(fn, warmup=False)``.
+    """
+    if fn is None:
+        return lambda f: JitFunction(f, warmup)
+    return JitFunction(fn, warmup)

@@ -73,6 +73,35 @@ def test_dropout_like_randomness_is_fresh_on_every_replay():
             assert not np.array_equal(draws[i], draws[j])
 
 
+def test_without_warmup_the_first_call_records():
+    calls = []
+
+    @boltgrad.jit(warmup=False)
+    def f(x):
+        calls.append(x.shape)
+        return (x * 3).sum(0)
+
+    for n in (3, 3, 3, 5, 5):
+        assert f(Tensor(np.full((2, n), float(n), np.float32))).tolist() == [6.0 * n] * n
+    assert calls == [(2, 3), (2, 5)]  # one recording per input shape, no plain run before it
+
+
+def test_a_replay_draws_from_the_seed_set_since_the_recording():
+    @boltgrad.jit
+    def noisy(x):
+        return x + Tensor.rand(*x.shape)
+
+    x = Tensor(np.zeros((16,), np.float32))
+
+    def draws(seed: int) -> np.ndarray:
+        boltgrad.manual_seed(seed)
+        return np.stack([noisy(x).numpy() for _ in range(3)])
+
+    first = draws(3)  # the plain run, the recording and a replay
+    assert np.array_equal(draws(3), first)  # replays only: the same seed repeats the draws
+    assert not np.array_equal(draws(4), first)
+
+
 def test_returning_a_state_tensor_is_refused():
     w = Tensor([1.0, 2.0]).realize()
 
