@@ -1,9 +1,12 @@
-"""Text generation: one prefill pass over the prompt, then one token at a time from a jitted decode step.
+"""Text generation: the prompt in fixed-size chunks through a jitted prefill step, then one token at a time from
+a jitted decode step.
 
-Sampling runs on the device, so each step sends back one token id. The decode step reads its position from a
-``boltgrad.Variable``: the first call runs it, the second records its kernels and from the third on the recording
-is replayed as one launch list, whatever the position. Penalties for repeated tokens read a per-token count kept
-on the device too (``TokenHistory``), and stop strings are found in the decoded text on the host.
+Sampling runs on the device, so each step sends back one token id. Both steps read their positions from
+``boltgrad.Variable``s and the sampling settings from a small tensor on the device, so one recording of each serves
+every prompt, position and setting of the same shape (greedy or not, ``top_k``, whether min-p, top-p and the
+penalties are on): a step is recorded on its first call and replayed as one launch list from then on. Penalties
+for repeated tokens read a per-token count kept on the device too (``TokenHistory``), and stop strings are found in
+the decoded text on the host.
 
     >>> model, tokenizer = boltgrad.llm.load("SmolLM2-135M-Instruct.Q4_1.gguf")         # doctest: +SKIP
     >>> "".join(t.text for t in generate(model, tokenizer, "The capital of France is", 5))  # doctest: +SKIP
@@ -24,7 +27,12 @@ from ..tensor import Tensor
 from .model import Transformer
 
 TOP_P_BISECTIONS = 16  # halvings of the search for the top-p threshold: to 1/65536 of the largest probability
-MAX_RECORDINGS = 4  # jitted decode steps kept per model (one per sampling setting; a server sees many)
+MAX_RECORDINGS = 6  # jitted steps kept per model (a prefill and a decode step per sampling structure)
+# Prefill chunk lengths, longest first: a prompt goes through the longest chunk while at least half of one is
+# left, the rest through the short one (a short prompt costs a short chunk, not a long padded one)
+PREFILL_CHUNKS = (64, 8)
+# the sampling settings a step reads from the device, in this order
+KNOBS = ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,20 @@ class Sampling:
     def penalized(self) -> bool:
         return self.repetition_penalty != 1 or self.presence_penalty != 0 or self.frequency_penalty != 0
 
+    @property
+    def structure(self) -> tuple:
+        """What shapes the kernels of a sampling step; the values of the settings are inputs (``knobs``)."""
+        if self.greedy:
+            return ("greedy", self.penalized)
+        return ("draw", self.penalized, self.top_k, self.min_p > 0, self.top_p < 1)
+
+    def knob_values(self) -> list[float]:
+        return [float(getattr(self, name)) for name in KNOBS]
+
+    def knobs(self, device: str) -> Tensor:
+        """The settings as a float32 tensor (len(KNOBS),) on ``device``, in the order of ``KNOBS``."""
+        return Tensor(self.knob_values(), dtype=float32, device=device)
+
 
 class TokenHistory:
     """The tokens a generation has seen, as the penalties need them: which ids the prompt holds and how often
@@ -88,22 +110,27 @@ class TokenHistory:
         self.counts.assign(self.counts.zeros_like())
         Tensor.realize_all([self.in_prompt, self.counts])
 
-    def add(self, token: Tensor) -> Tensor:
-        """Count ``token`` (1, 1), lazily; returns the count tensor to realize."""
-        return self.counts.assign_at((0, token.reshape(())), self.counts.gather(1, token) + 1)
+    def add(self, token: Tensor, amount: int | Tensor = 1) -> Tensor:
+        """Count ``token`` (1, 1) ``amount`` times (0 or 1: a Variable lets one recording count or not), lazily;
+        returns the count tensor to realize."""
+        return self.counts.assign_at((0, token.reshape(())), self.counts.gather(1, token) + amount)
 
 
-def sample(logits: Tensor, s: Sampling, history: TokenHistory | None = None) -> Tensor:
+def sample(logits: Tensor, s: Sampling, history: TokenHistory | None = None, knobs: Tensor | None = None) -> Tensor:
     """The next token of each row of ``logits`` (B, V) as int64 (B,), computed on the device. Penalized
-    sampling needs the ``history`` of the generation (batch 1)."""
+    sampling needs the ``history`` of the generation (batch 1). The values of the settings are read from
+    ``knobs`` (``Sampling.knobs``: a jitted step passes a device tensor it overwrites between generations), by
+    default the ones of ``s``; ``s`` decides only which filters and penalties run."""
+    knobs = s.knobs(logits.device) if knobs is None else knobs
     if s.penalized:
         if history is None:
             raise ValueError("sample: repetition, presence and frequency penalties need the TokenHistory of the "
                              "generation")  # fmt: skip
-        logits = penalize(logits, s, history)
+        logits = penalize(logits, s, history, knobs)
     if s.greedy:
         return logits.argmax(-1)
-    logits = logits.cast(float32) / s.temperature
+    temperature, top_p, min_p = (knobs[KNOBS.index(name)] for name in ("temperature", "top_p", "min_p"))
+    logits = logits.cast(float32) / temperature
     vocab = logits.shape[-1]
     if 0 < s.top_k < vocab:
         kth = logits.topk(s.top_k, dim=-1).values[..., -1:]  # (B, 1)
@@ -111,30 +138,29 @@ def sample(logits: Tensor, s: Sampling, history: TokenHistory | None = None) -> 
     probs = logits.softmax(-1)
     keep = probs > 0
     if s.min_p > 0:
-        keep = keep & (probs >= probs.amax(-1, keepdim=True) * s.min_p)
+        keep = keep & (probs >= probs.amax(-1, keepdim=True) * min_p)
     if s.top_p < 1:
-        keep = keep & (probs >= _top_p_threshold(probs, s.top_p))
+        keep = keep & (probs >= _top_p_threshold(probs, top_p))
     # Gumbel-max: the argmax of logits + Gumbel noise is a draw from softmax(logits) over the kept tokens
     noise = -(-Tensor.rand(logits.shape, device=logits.device).log()).log()
     return (logits + noise).where(keep, -math.inf).argmax(-1)
 
 
-def penalize(logits: Tensor, s: Sampling, history: TokenHistory) -> Tensor:
-    """``logits`` (1, V) with the penalties of ``s`` for the tokens in ``history``, as float32."""
+def penalize(logits: Tensor, s: Sampling, history: TokenHistory, knobs: Tensor | None = None) -> Tensor:
+    """``logits`` (1, V) with the penalties of ``s`` (their values from ``knobs``, by default the ones of ``s``)
+    for the tokens in ``history``, as float32. All three are applied: at their neutral values (1, 0, 0) they
+    leave the logits exactly as they are."""
+    knobs = s.knobs(logits.device) if knobs is None else knobs
+    repetition, presence, frequency = (knobs[KNOBS.index(name)] for name in KNOBS[3:])
     logits = logits.cast(float32)
     counts = history.counts
-    if s.repetition_penalty != 1:
-        seen = (history.in_prompt + counts) > 0
-        shrunk = (logits * s.repetition_penalty).where(logits < 0, logits / s.repetition_penalty)
-        logits = shrunk.where(seen, logits)
-    if s.presence_penalty != 0:
-        logits = logits - (counts > 0).cast(float32) * s.presence_penalty
-    if s.frequency_penalty != 0:
-        logits = logits - counts * s.frequency_penalty
-    return logits
+    seen = (history.in_prompt + counts) > 0
+    shrunk = (logits * repetition).where(logits < 0, logits / repetition)
+    logits = shrunk.where(seen, logits)
+    return logits - (counts > 0).cast(float32) * presence - counts * frequency
 
 
-def _top_p_threshold(probs: Tensor, top_p: float) -> Tensor:
+def _top_p_threshold(probs: Tensor, top_p: float | Tensor) -> Tensor:
     """The largest probability t such that the tokens with probability >= t hold at least ``top_p`` of the mass
     (B, 1), found by bisection over [0, max]: no sort of the vocabulary."""
     low = probs.zeros_like().sum(-1, keepdim=True)  # t = 0 keeps everything: always enough
@@ -157,7 +183,7 @@ class GenerationStats:
     prompt_tokens: int = 0
     generated: int = 0
     prefill_s: float = 0.0
-    decode_s: float = 0.0  # decode steps after the first two (the plain run and the recording)
+    decode_s: float = 0.0  # decode steps after the first (which records the jitted step)
     timed_steps: int = 0
     finish_reason: str = ""  # "stop" (an end-of-sequence token or a stop string) or "length" (max_tokens)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -172,20 +198,30 @@ class GenerationStats:
 
 
 class Generator:
-    """The decode machinery of one model: its position Variable, the token history the penalties read, and a
-    jitted step per sampling setting. A recording holds the buffers of the KV caches and the history it wrote,
-    so these are reused from one generation to the next, and the recordings are dropped if the caches change."""
+    """The generation machinery of one model: the Variables of its positions, the token history the penalties
+    read, the sampling settings on the device, and the jitted steps (a prefill step per chunk length and a
+    decode step, per sampling structure). A recording holds the buffers of the KV caches, the history and the
+    settings it read, so these are reused from one generation to the next, and the recordings are dropped if
+    the caches change."""
 
     def __init__(self, model: Transformer):
         self.model = model
         self.pos = Variable(f"pos_ctx{model.ctx}", 0, model.ctx - 1)
-        self.steps: dict[Sampling, Callable[..., Tensor]] = {}
+        self.chunks = tuple(sorted({min(c, model.ctx) for c in PREFILL_CHUNKS}, reverse=True))
+        # where a chunk starts in the cache, which of its rows is the prompt's last, and whether it is the last
+        # chunk (only then is its sampled token counted for the penalties)
+        self.chunk_start = {c: Variable(f"chunk{c}_start_ctx{model.ctx}", 0, model.ctx - c) for c in self.chunks}
+        self.chunk_last = {c: Variable(f"chunk{c}_last", 0, c - 1) for c in self.chunks}
+        self.final = Variable("prefill_final", 0, 1)
+        self.steps: dict[tuple, Callable[..., Tensor]] = {}
         self.history = TokenHistory(model.config.vocab_size, model.device)
+        self.knobs = Tensor.zeros(len(KNOBS), device=model.device).contiguous().realize()
         self.caches: list[Tensor] = []
 
-    def prepare(self) -> None:
+    def prepare(self, sampling: Sampling) -> None:
         """KV caches for one sequence: the ones of the last generation when they still fit (the prefill
-        overwrites what the new prompt needs, the mask hides the rest), else fresh ones and no recordings."""
+        overwrites what the new prompt needs, the mask hides the rest), else fresh ones and no recordings; and
+        the values of ``sampling`` in the knobs the steps read."""
         model = self.model
         if model.cache_batch != 1:
             model.reset_cache(1)
@@ -193,29 +229,68 @@ class Generator:
         if len(caches) != len(self.caches) or any(a is not b for a, b in zip(caches, self.caches)):
             self.steps.clear()
             self.caches = caches
+            Tensor.realize_all(caches)  # before a recording: a step that made them would zero them every replay
+        self.knobs.assign(sampling.knobs(model.device)).realize()
 
-    def state(self, token: Tensor, sampling: Sampling) -> list[Tensor]:
-        """What a step (or the prefill) that sampled ``token`` must realize: the token, the caches and, when it
-        is penalized, the count of the token."""
+    def state(self, token: Tensor, sampling: Sampling, counted: int | Tensor = 1) -> list[Tensor]:
+        """What a step that sampled ``token`` must realize: the token, the caches and, when it is penalized, the
+        count of the token (``counted`` times)."""
         out = [token, *self.model.caches()]
-        return out + [self.history.add(token)] if sampling.penalized else out
+        return out + [self.history.add(token, counted)] if sampling.penalized else out
+
+    def _jitted(self, key: tuple, fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        if key not in self.steps:
+            if len(self.steps) >= MAX_RECORDINGS:  # the least recently used goes, with its recording's memory
+                del self.steps[next(iter(self.steps))]
+            self.steps[key] = jit(fn, warmup=False)  # caches, history and knobs exist: record on the first call
+        self.steps[key] = self.steps.pop(key)  # now the most recently used
+        return self.steps[key]
 
     def step_fn(self, sampling: Sampling, use_jit: bool) -> Callable[..., Tensor]:
-        model, history = self.model, self.history
+        """The decode step: ``step(token (1, 1), pos)`` -> the next token (1, 1)."""
+        model, history, knobs = self.model, self.history, self.knobs
 
         def step(token: Tensor, pos: Tensor) -> Tensor:
-            nxt = sample(model(token, start_pos=pos)[:, -1, :], sampling, history).reshape(-1, 1)
+            nxt = sample(model(token, start_pos=pos)[:, -1, :], sampling, history, knobs).reshape(-1, 1)
             Tensor.realize_all(self.state(nxt, sampling))
             return nxt
 
-        if not use_jit:
-            return step
-        if sampling not in self.steps:
-            if len(self.steps) >= MAX_RECORDINGS:  # the least recently used goes, with its recording's memory
-                del self.steps[next(iter(self.steps))]
-            self.steps[sampling] = jit(step)
-        self.steps[sampling] = self.steps.pop(sampling)  # now the most recently used
-        return self.steps[sampling]
+        return self._jitted(("decode", sampling.structure), step) if use_jit else step
+
+    def prefill_fn(self, sampling: Sampling, chunk: int) -> Callable[..., Tensor]:
+        """The prefill step of ``chunk`` tokens: ``prefill(ids (1, chunk), start, last, final)`` writes the
+        chunk's rows of the KV caches and returns the token sampled after row ``last`` (1, 1)."""
+        model, history, knobs = self.model, self.history, self.knobs
+
+        def prefill(ids: Tensor, start: Tensor, last: Tensor, final: Tensor) -> Tensor:
+            logits = model(ids, start_pos=start, last=last)[:, -1, :]
+            token = sample(logits, sampling, history, knobs).reshape(1, 1)
+            Tensor.realize_all(self.state(token, sampling, final))
+            return token
+
+        return self._jitted(("prefill", chunk, sampling.structure), prefill)
+
+    def prefill(self, ids: list[int], sampling: Sampling) -> Tensor:
+        """Run the prompt through the prefill steps; returns the first generated token (1, 1)."""
+        token: Tensor | None = None
+        done, ctx = 0, self.model.ctx
+        while done < len(ids):
+            left = len(ids) - done
+            chunk = next((c for c in self.chunks if left >= c // 2), self.chunks[-1])
+            # the chunk's rows past the prompt are padding: written to the cache, where the mask hides them until
+            # the decode steps overwrite them; near the end of the cache the chunk moves back over rows already
+            # written (recomputing them gives the same values) rather than past the end
+            start = min(done, ctx - chunk)
+            rows = ids[start : start + chunk]
+            real = len(rows)
+            final = start + real == len(ids)
+            step = self.prefill_fn(sampling, chunk)
+            token = step(Tensor([rows + [0] * (chunk - real)], dtype=int64, device=self.model.device),
+                         self.chunk_start[chunk].bind(start), self.chunk_last[chunk].bind(real - 1),
+                         self.final.bind(int(final)))  # fmt: skip
+            done = start + real
+        assert token is not None
+        return token
 
 
 def _generator(model: Transformer) -> Generator:
@@ -255,7 +330,7 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
     stats = stats if stats is not None else GenerationStats()
     stats.prompt_tokens = len(ids)
     gen = _generator(model)
-    gen.prepare()
+    gen.prepare(sampling)
     step = gen.step_fn(sampling, use_jit)
     eos = set(getattr(tokenizer, "eos_token_ids", ()) or ())
     decoder = _TextStream(tokenizer, stops)
@@ -263,15 +338,18 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
     start = time.perf_counter()
     if sampling.penalized:
         gen.history.start(ids)
-    logits = model(Tensor([ids], dtype=int64), start_pos=0)[:, -1, :]
-    token = sample(logits, sampling, gen.history).reshape(1, 1)
-    Tensor.realize_all(gen.state(token, sampling))
+    if use_jit:
+        token = gen.prefill(ids, sampling)
+    else:  # one plain pass over the prompt, attending over the filled part of the cache only
+        logits = model(Tensor([ids], dtype=int64), start_pos=0, last=len(ids) - 1)[:, -1, :]
+        token = sample(logits, sampling, gen.history, gen.knobs).reshape(1, 1)
+        Tensor.realize_all(gen.state(token, sampling))
     position = len(ids)
     for i in range(max_tokens):
         token_id = int(token.item())
         if i == 0:
             stats.prefill_s = time.perf_counter() - start
-        elif i >= 3:  # steps 1 and 2 run the step plainly and record it
+        elif i >= 2:  # step 1 records the jitted step (or runs it plainly)
             stats.decode_s += time.perf_counter() - start
             stats.timed_steps += 1
         stats.generated = i + 1

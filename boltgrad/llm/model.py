@@ -43,6 +43,19 @@ def as_float(w: Weight) -> Tensor:
     return w if w.dtype == float32 else w.cast(float32)
 
 
+# From this many rows of input on (a prefill chunk), a quantized weight is dequantized into a float32 buffer once
+# and multiplied with the float matmul kernels (register tiles, blocking), instead of being dequantized again for
+# every row by the quantized matrix-vector kernel
+DEQUANTIZE_ROWS = 32
+
+
+def _rows(x: Tensor) -> int:
+    rows = 1
+    for s in x.shape[:-1]:
+        rows *= s
+    return rows
+
+
 class Linear(Module):
     """``x @ weight.T + bias`` for a given weight (out_features, in_features), plain or quantized."""
 
@@ -61,7 +74,12 @@ class Linear(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.packed
-        out = w.linear(x) if isinstance(w, QuantizedWeight) else x @ as_float(w).T
+        if isinstance(w, QuantizedWeight) and _rows(x) >= DEQUANTIZE_ROWS:
+            out = x.contiguous() @ w.dequantize().contiguous().T
+        elif isinstance(w, QuantizedWeight):
+            out = w.linear(x)
+        else:
+            out = x @ as_float(w).T
         return out if self.bias is None else out + as_float(self.bias)
 
 
@@ -219,7 +237,10 @@ class Transformer(Module):
             out += [block.self_attn.cache_k, block.self_attn.cache_v]
         return out
 
-    def forward(self, ids: Tensor, start_pos: int | Tensor = 0) -> Tensor:
+    def forward(self, ids: Tensor, start_pos: int | Tensor = 0, last: int | Tensor | None = None) -> Tensor:
+        """Logits (B, T, vocab) of every position of ``ids`` (B, T); with ``last`` (an int or a 0-d int tensor,
+        such as a Variable) only those of position ``last`` of ``ids``, (B, 1, vocab): the output matrix is
+        multiplied with one row, not T."""
         if ids.ndim != 2 or ids.dtype.is_float:
             raise ValueError(f"Transformer: expected integer ids of shape (batch, seq), got {ids.dtype.name} "
                              f"{ids.shape}")  # fmt: skip
@@ -235,6 +256,8 @@ class Transformer(Module):
         x = self.model.embed_tokens(ids)
         for block in self.model.layers:
             x = block(x, start_pos, cos, sin)
+        if last is not None:
+            x = x[:, last].reshape(batch, 1, -1)
         return self.lm_head(self.model.norm(x))
 
 

@@ -4,6 +4,8 @@ on one model (the jitted step's recording reuses the KV caches)."""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from llm_models import greedy_reference, make_tiny, tmp_folder
@@ -155,3 +157,35 @@ def test_sampling_with_penalties_is_seeded(tiny):
 
     first = run(3)
     assert run(3) == first and run(4) != first
+
+
+@pytest.mark.parametrize("penalized", [False, True], ids=["greedy", "penalized"])
+def test_prefill_in_chunks_padded_and_moved_back_at_the_end_of_the_cache(tiny, monkeypatch, penalized):
+    ref, model = tiny
+    # chunks of 24 and 8 in a cache of 64: a 60-token prompt runs [0, 24) and [24, 48), then [40, 64) moved back
+    # over 8 rows already written (rows 60..63 padding); a 13-token one [0, 8) and [8, 16) with 3 rows of padding
+    monkeypatch.setattr(importlib.import_module("boltgrad.llm.generate"), "PREFILL_CHUNKS", (24, 8))
+    model.__dict__.pop("_generator", None)
+    rng = np.random.default_rng(5)
+    for length, new in ((60, 4), (13, 6)):
+        prompt = [1] + rng.integers(2, 1000, size=length - 1).tolist()
+        kwargs = {"repetition_penalty": 0.7, "frequency_penalty": 1.0} if penalized else {}
+        got = [t.id for t in llm.generate(model, None, prompt, max_tokens=new, stop_at_eos=False, **kwargs)]
+        if penalized:
+            assert got == penalized_reference(ref, prompt, new, repetition=0.7, frequency=1.0)
+        else:
+            assert got == greedy_reference(ref, prompt, new)
+    model.__dict__.pop("_generator", None)
+
+
+def test_new_sampling_values_replay_the_same_recording(tiny):
+    ref, model = tiny
+    expected = greedy_reference(ref, PROMPT, 6)
+    list(llm.generate(model, None, PROMPT, max_tokens=6, temperature=1.0, top_p=0.9, seed=1, stop_at_eos=False))
+    gen = model.__dict__["_generator"]
+    recorded = {key: step.captured for key, step in gen.steps.items()}
+    # a temperature this low makes the draw the argmax: the value is read at every replay, not baked in
+    got = [t.id for t in llm.generate(model, None, PROMPT, max_tokens=6, temperature=1e-4, top_p=0.5, seed=2,
+                                      stop_at_eos=False)]  # fmt: skip
+    assert got == expected
+    assert {key: step.captured for key, step in gen.steps.items()} == recorded  # no new recording
