@@ -93,6 +93,33 @@ class _Reader:
         except UnicodeDecodeError:
             return raw.decode("utf-8", errors="replace")  # some vocabularies hold partial UTF-8 sequences
 
+    def strings(self, count: int, what: str) -> list[str]:
+        """``count`` strings in a row (a vocabulary: 100k of them), in one loop over the buffer."""
+        out: list[str] = []
+        unpack, buf, pos = _U64.unpack_from, self.buf, self.pos
+        for i in range(count):
+            if pos + 8 > len(buf):
+                self.pos = pos
+                self.take(8, f"the length of item {i} of {what}")
+                buf = self.buf
+            (n,) = unpack(buf, pos)
+            end = pos + 8 + n
+            if end > len(buf):
+                self.pos = pos + 8
+                if n > self.file.size - self.pos:
+                    raise ValueError(f"GGUF file {self.path}: item {i} of {what} claims {n} bytes, more than the "
+                                     "rest of the file (truncated or corrupt)")  # fmt: skip
+                self.take(n, f"item {i} of {what}")
+                buf = self.buf
+            raw = buf[pos + 8 : end]
+            try:
+                out.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append(raw.decode("utf-8", errors="replace"))  # vocabularies may hold partial UTF-8 sequences
+            pos = end
+        self.pos = pos
+        return out
+
     def value(self, kind: int, what: str) -> Any:
         if kind in _SCALARS:
             return self.scalar(kind, what)
@@ -108,6 +135,8 @@ class _Reader:
                 s = _SCALARS[item]
                 raw = self.take(s.size * count, what)
                 return list(struct.unpack(f"<{count}{s.format[1:]}", raw))
+            if item == STRING:
+                return self.strings(count, what)
             return [self.value(item, what) for _ in range(count)]
         raise ValueError(f"GGUF file {self.path}: {what} has unknown value type {kind} (corrupt file?)")
 

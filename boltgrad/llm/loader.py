@@ -17,7 +17,7 @@ from ..tensor import Tensor
 from .config import ModelConfig
 from .gguf import GGUFFile
 from .model import Transformer, Weight
-from .quant import QuantizedWeight
+from .quant import _FIELDS, _PLAIN, GGML_TYPES, QuantizedWeight
 
 
 def load_hf_folder(folder: str, device: str = "CPU", ctx: int | None = None, progress: bool = True) -> Transformer:
@@ -113,22 +113,68 @@ def load_gguf(path: str, device: str = "CPU", ctx: int | None = None,
             raise ValueError(f"GGUF file {path}: rope_freqs.weight is quantized ({divisors.type_name})")
         cfg = replace(cfg, rope_freq_divisors=tuple(float(v) for v in divisors.flatten().tolist()))
 
+    # each weight is read into device memory when the model asks for it, so the host holds one tensor's bytes
+    # at a time; the largest (the embedding) comes first, while little else is resident
+    loaded: dict[str, Weight] = {}
+    bar = _progress(len(g.tensors), "loading weights") if progress else None
+
     def weights(hf_name: str) -> Weight | None:
         name = gguf_name(hf_name)
         if name is None or name not in g.tensors:
             return None
-        w = g.load(name, device)
+        if name in loaded:
+            return loaded[name]
+        w = read_gguf_tensor(g, name, device)
         if cfg.family in _PERMUTED_FAMILIES and (".attn_q." in name or ".attn_k." in name):
             heads = cfg.num_heads if ".attn_q." in name else cfg.num_kv_heads
             if isinstance(w, QuantizedWeight):
-                w = w.map_rows(lambda t: unpermute_rows(t, heads))
+                w = w.map_rows(lambda t: unpermute_rows(t, heads)).realize()
             else:
-                w = unpermute_rows(w, heads)
+                w = unpermute_rows(w, heads).contiguous().realize()
+        loaded[name] = w
+        if bar is not None:
+            bar.update(1)
         return w
 
     model = Transformer(cfg, weights, ctx=ctx, device=device)
-    realize_weights(model, progress)
+    if bar is not None:
+        bar.close()
     return model, g
+
+
+def read_gguf_tensor(g: GGUFFile, name: str, device: str = "CPU") -> Weight:
+    """Tensor ``name`` of a GGUF file, read into memory of ``device`` now: a Tensor of its dtype, or a
+    QuantizedWeight whose block fields are split apart on the host (one strided byte copy per byte of a block).
+
+    The bytes are read with plain file reads, not through the file's memory map, and go to the device in one
+    copy per field: no page of the file stays in this process's resident memory, and no device temporary is
+    left behind (a whole-matrix copy per field dtype, as the lazy DISK path makes, would stay in the allocator's
+    cache), so loading takes little more memory than the weights themselves.
+    """
+    info = g.tensors[name]
+    packed = GGML_TYPES.get(info.type_id)
+    if packed is None or info.nbytes < 0 or (info.type_id not in _PLAIN and len(info.shape) != 2):
+        return g.load(name, device)  # a type or shape the reader rejects: its error names the problem
+    with open(g.path, "rb") as f:
+        f.seek(info.offset)
+        raw = f.read(info.nbytes)
+    if len(raw) != info.nbytes:
+        raise ValueError(f"GGUF file {g.path}: tensor {name!r} is cut short ({len(raw)} of {info.nbytes} bytes; "
+                         "was the file changed after it was opened?)")  # fmt: skip
+    if info.type_id in _PLAIN:
+        return Tensor(raw, dtype=_PLAIN[info.type_id], device=device).reshape(info.shape)
+    rows, cols = info.shape
+    blocks = rows * (cols // packed.block)
+    parts = {}
+    for field, (dtype, start, count) in _FIELDS[info.type_id].items():
+        width = count * dtype.itemsize  # bytes of this field in a block
+        out = bytearray(blocks * width)
+        for j in range(width):
+            out[j::width] = raw[start + j :: packed.nbytes]
+        part = Tensor(out, dtype=dtype, device=device)
+        parts[field] = part.reshape(rows, -1) if count == 1 else part.reshape(rows, -1, count)
+        del out
+    return QuantizedWeight(info.type_id, (rows, cols), parts)
 
 
 # ---------------------------------------------------------------- copying the weights in
