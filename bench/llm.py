@@ -5,9 +5,10 @@ start-up time to the first token, and resident memory.
 
 Rows:
 - ``decode tok/s``: greedy tokens after a short prompt, decode alone (boltgrad leaves out the prefill and the
-  two steps that run and record its jitted step; llama.cpp's ``predicted_per_second``); median of the runs
-  after one warm-up run.
-- ``prefill tok/s``: a prompt of ``--prompt-tokens`` (512) ids, the same ids in both; median after warm-up.
+  first step, which records its jitted step; llama.cpp's ``predicted_per_second``); median of the runs after one
+  warm-up run.
+- ``prefill tok/s``: a prompt of ``--prompt-tokens`` (512) ids, the same ids in both; median after warm-up (the
+  warm-up run records boltgrad's jitted prefill chunks, the timed ones replay them).
 - ``cold start`` / ``warm start``: ``boltgrad generate`` in a fresh process, from its start to the first token on
   stdout, with an empty kernel cache and then with the cache that run filled.
 - ``peak RSS``: the warm run's peak resident memory at ``--ctx 512``, against the GGUF file's size.
