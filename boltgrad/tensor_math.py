@@ -7,6 +7,7 @@ integer inputs to float functions compute in the default float type, comparisons
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .autograd import with_gradient
@@ -289,10 +290,10 @@ class MathMixin:
         return self._binary(Op.CMPLT, x, reverse=True)
 
     def __le__(self, x: Any) -> Tensor:
-        return (self < x).logical_or(self == x)
+        return _not_unless_nan(self > x, lambda: (self < x).logical_or(self == x))
 
     def __ge__(self, x: Any) -> Tensor:
-        return (self > x).logical_or(self == x)
+        return _not_unless_nan(self < x, lambda: (self > x).logical_or(self == x))
 
     def __eq__(self, x: Any) -> Tensor:  # type: ignore[override]
         return self._binary(Op.CMPNE, x).logical_not()
@@ -550,3 +551,12 @@ def _zero_gradient(out: Tensor, x: Tensor) -> Tensor:
     from .autograd import with_gradient
 
     return with_gradient(out, (x,), lambda inputs, _, g: (inputs[0].zeros_like(),))
+
+
+def _not_unless_nan(opposite: Tensor, with_floats: Callable[[], Tensor]) -> Tensor:
+    """``a <= b`` as ``not (a > b)`` where the compared values are integers or bools: one comparison (a causal
+    mask's ``key <= position`` in every attention kernel); floats need both, since NaN compares false either way."""
+    node = opposite.node
+    if node.op is Op.CMPLT and not node.src[0].dtype.is_float:
+        return opposite.logical_not()
+    return with_floats()

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir.dtypes import DType, bool_, float32, int8, int16, int32, uint8
+from ..ir.dtypes import DType, bfloat16, bool_, float16, float32, int8, int16, int32, int64, uint8
 from ..ir.node import Node
 from ..ir.ops import Op
-from ..ir.symbolic import affine_terms
+from ..ir.symbolic import affine_terms, vmax, vmin
 from .linearize import LinearProgram
 
 WIDTHS = (8, 4)  # lanes per pack, widest first: 8 float32 lanes fill an AVX register (compilers split wider
@@ -43,6 +43,9 @@ VECTOR_MASK_OPS = {Op.AND, Op.OR, Op.XOR, Op.NEG, Op.WHERE, Op.CMPLT, Op.CMPNE, 
 # integer lanes: wrapping arithmetic and bit operations give what the scalar program's C arithmetic gives once
 # the result is stored back to the lane type (shifts only by a constant below the type's width)
 INT_LANE_DTYPES = (uint8, int8, int16, int32)
+# 16-bit floats are computed in float32 and rounded after every operation; lanes of them are only loaded (and
+# converted, exactly) to float32 lanes: the weights of a half-precision model, a half-precision KV cache
+HALF_LANE_DTYPES = (float16, bfloat16)
 VECTOR_INT_OPS = {Op.ADD, Op.MUL, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR}
 
 
@@ -50,7 +53,8 @@ VECTOR_INT_OPS = {Op.ADD, Op.MUL, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR}
 class Pack:
     """``width`` lanes computed by one vector statement (or expression).
 
-    kind: "splat" (every lane the same scalar), "load" (consecutive addresses), "mload" (consecutive addresses,
+    kind: "splat" (every lane the same scalar), "ramp" (integers i, i+1, ..., held as int32 lanes: the key
+    positions a causal mask compares), "load" (consecutive addresses), "mload" (consecutive addresses,
     each lane read only where its mask is set), "gather" (built from scalar
     lanes), "alu" (a lane-wise op on packed sources), "acc" (vector accumulator), "update" (its update inside
     the loops), "read" (its value after them), "store" (consecutive addresses).
@@ -58,7 +62,7 @@ class Pack:
 
     kind: str
     lanes: tuple[Node, ...]
-    dtype: DType  # float32, bool_ (held as int32 -1/0 lanes) or one of INT_LANE_DTYPES
+    dtype: DType  # float32, bool_ (held as int32 -1/0 lanes), one of INT_LANE_DTYPES or HALF_LANE_DTYPES
     srcs: tuple[Pack, ...] = ()
     anchor: int = -1  # print after instruction number ``anchor``; -1: an inline expression, no statement
     name: str = ""
@@ -179,12 +183,20 @@ class _Packer:
 
     def _pack(self, lanes: tuple[Node, ...]) -> Pack:
         first = lanes[0]
-        dtype = first.dtype
+        dtype = float32 if first.dtype in HALF_LANE_DTYPES else first.dtype  # computed in float32 (render/cstyle)
         if all(n is first for n in lanes):
             return Pack("splat", lanes, dtype)
+        if dtype in (int64, int32) and first in self.pos and _fits_int32(first, lanes[-1]) and _consecutive(lanes):
+            return Pack("ramp", lanes, int32)
         if not self._same_shape(lanes):
             return self._gather(lanes, dtype)
         op = first.op
+        if dtype == bool_ and op in (Op.CMPLT, Op.CMPNE) and first.src[0].dtype in (int64, int32):
+            # integer comparisons of index ramps and launch values (key <= position): int32 lanes
+            srcs = tuple(self.pack(tuple(n.src[k] for n in lanes)) for k in range(2))
+            if all(p.kind == "ramp" or (p.kind == "splat" and _fits_int32(p.lanes[0])) for p in srcs):
+                return Pack("alu", lanes, dtype, srcs, anchor=self._anchor(lanes))
+            return self._gather(lanes, dtype)
         if op is Op.LOAD and dtype != bool_:
             valid = {n.src[2] if len(n.src) == 3 else None for n in lanes}
             if not _consecutive([n.src[1] for n in lanes]):
@@ -206,7 +218,9 @@ class _Packer:
 
     def _same_shape(self, lanes: tuple[Node, ...]) -> bool:
         first = lanes[0]
-        if first not in self.pos or first.dtype not in (float32, bool_, *INT_LANE_DTYPES):
+        if first not in self.pos or first.dtype not in (float32, bool_, *INT_LANE_DTYPES, *HALF_LANE_DTYPES):
+            return False
+        if first.dtype in HALF_LANE_DTYPES and first.op is not Op.LOAD:
             return False
         shape = (first.op, first.dtype, first.arg, len(first.src), self.scope[first])
         return all(n in self.pos and (n.op, n.dtype, n.arg, len(n.src), self.scope[n]) == shape for n in lanes)
@@ -215,7 +229,7 @@ class _Packer:
     def _vector_op(n: Node) -> bool:
         if n.dtype == float32:
             if n.op is Op.CAST:
-                return n.src[0].dtype in (bool_, *INT_LANE_DTYPES)
+                return n.src[0].dtype in (bool_, *INT_LANE_DTYPES, *HALF_LANE_DTYPES)
             if n.op is Op.WHERE:
                 return n.src[0].dtype == bool_
             return n.op in VECTOR_FLOAT_OPS and n.op not in (Op.CMPLT, Op.CMPNE)
@@ -264,7 +278,7 @@ class _Packer:
                     plan.acc_lane[acc] = (p, lane)
             elif p.kind in ("update", "store"):
                 replaced.update(p.lanes)
-            if p.kind == "splat":
+            if p.kind in ("splat", "ramp"):
                 scalar_roots.append(p.lanes[0])
             elif p.kind == "gather":
                 scalar_roots.extend(p.lanes)
@@ -299,6 +313,10 @@ def _consecutive(indices: list[Node]) -> bool:
         if c != c0 + k or terms != terms0:
             return False
     return True
+
+
+def _fits_int32(lo: Node, hi: Node | None = None) -> bool:
+    return -(2**31) <= vmin(lo) and vmax(hi if hi is not None else lo) < 2**31
 
 
 def _has_vector_load(p: Pack) -> bool:

@@ -166,9 +166,10 @@ class CStyleRenderer:
         return f"bolt_splat_f32x{p.width}({scalar})"
 
     def vector_load(self, p: Pack, address: str) -> str:
-        if p.dtype in (float32, int32):
-            return f"bolt_load_{'f' if p.dtype == float32 else 'i'}32x{p.width}({address})"
-        return f"bolt_widen_{_LANE_CODES[p.dtype.name]}x{p.width}({address})"
+        stored = p.lanes[0].dtype  # 16-bit floats load as float32 lanes, small integers as int32 lanes
+        if stored in (float32, int32):
+            return f"bolt_load_{'f' if stored == float32 else 'i'}32x{p.width}({address})"
+        return f"bolt_widen_{_LANE_CODES[stored.name]}x{p.width}({address})"
 
     def vector_alu(self, op: Op, p: Pack, a: list[str]) -> str:
         w = p.width
@@ -301,6 +302,9 @@ class _KernelWriter:
         """The value of a pack as an expression: its variable, or a splat or constant vector written inline."""
         if p.kind == "splat":
             return self.r.splat(p, self.ref(p.lanes[0]))
+        if p.kind == "ramp":
+            steps = ", ".join(str(k) for k in range(p.width))
+            return f"(bolt_splat_i32x{p.width}((int32_t)({self.ref(p.lanes[0])})) + (bolt_i32x{p.width}){{{steps}}})"
         if p.kind == "read":
             return p.srcs[0].name
         if not p.name:  # a gather of constants only
@@ -342,7 +346,7 @@ class _KernelWriter:
 
 
 # the type code of packed small integers in vector type names: bolt_u8x8, ...
-_LANE_CODES = {"int16": "i16", "int8": "i8", "uint8": "u8"}
+_LANE_CODES = {"int16": "i16", "int8": "i8", "uint8": "u8", "float16": "f16", "bfloat16": "bf16"}
 
 
 def _vector_helpers(widths: tuple[int, ...]) -> str:
@@ -352,7 +356,8 @@ def _vector_helpers(widths: tuple[int, ...]) -> str:
     out = []
     for w in widths:
         inline = "static inline __attribute__((always_inline))"
-        for code, ctype, size in (("u8", "uint8_t", 1), ("i8", "int8_t", 1), ("i16", "int16_t", 2)):
+        small = (("u8", "uint8_t", 1), ("i8", "int8_t", 1), ("i16", "int16_t", 2), ("u16", "uint16_t", 2))
+        for code, ctype, size in small:
             t = f"bolt_{code}x{w}"
             out.append(f"typedef {ctype} {t} __attribute__((vector_size({size * w})));")
     for w in widths:
@@ -384,7 +389,10 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_u8x8(p) ((bolt_i32x8)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i8x8(p) ((bolt_i32x8)_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i16x8(p) ((bolt_i32x8)_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define bolt_widen_bf16x8(p) \\
+  ((bolt_f32x8)(((bolt_i32x8)_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p)))) << 16))
 #else
+#define bolt_widen_bf16x8(p) bolt_widen_bf16_generic(bolt_u16x8, bolt_i32x8, bolt_f32x8, p)
 #define bolt_widen_u8x8(p) bolt_widen_generic(bolt_u8x8, bolt_i32x8, p)
 #define bolt_widen_i8x8(p) bolt_widen_generic(bolt_i8x8, bolt_i32x8, p)
 #define bolt_widen_i16x8(p) bolt_widen_generic(bolt_i16x8, bolt_i32x8, p)
@@ -392,6 +400,21 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_u8x4(p) bolt_widen_generic(bolt_u8x4, bolt_i32x4, p)
 #define bolt_widen_i8x4(p) bolt_widen_generic(bolt_i8x4, bolt_i32x4, p)
 #define bolt_widen_i16x4(p) bolt_widen_generic(bolt_i16x4, bolt_i32x4, p)
+#define bolt_widen_bf16x4(p) bolt_widen_bf16_generic(bolt_u16x4, bolt_i32x4, bolt_f32x4, p)
+#if defined(__F16C__)
+#define bolt_widen_f16x8(p) ((bolt_f32x8)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))))
+#define bolt_widen_f16x4(p) ((bolt_f32x4)_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(p))))
+#else
+#define bolt_widen_f16x8(p) bolt_widen_f16_generic(bolt_f32x8, 8, p)
+#define bolt_widen_f16x4(p) bolt_widen_f16_generic(bolt_f32x4, 4, p)
+#endif
+#define bolt_widen_f16_generic(wide, w, p) ({ \\
+  wide bolt_v_; \\
+  for (int bolt_k_ = 0; bolt_k_ < (w); bolt_k_++) bolt_v_[bolt_k_] = bolt_half_to_float((p)[bolt_k_]); \\
+  bolt_v_; })
+#define bolt_widen_bf16_generic(small, wide, fwide, p) ({ \\
+  small bolt_v_; __builtin_memcpy(&bolt_v_, (p), sizeof bolt_v_); \\
+  (fwide)(__builtin_convertvector(bolt_v_, wide) << 16); })
 #define bolt_widen_generic(small, wide, p) \\
   ({ small bolt_v_; __builtin_memcpy(&bolt_v_, (p), sizeof bolt_v_); __builtin_convertvector(bolt_v_, wide); })
 """

@@ -462,3 +462,89 @@ def test_softmax_exponentials_are_vector_lanes():
     x = Tensor(np.ones((9, 512), np.float32))
     sources = "\n".join(_kernel_sources(x.softmax(-1)))
     assert "bolt_exp2f_x8" in sources
+
+
+@pytest.mark.parametrize("position", [0, 5, 37, 63])
+def test_causal_mask_compares_index_ramps_in_vector_lanes(position):
+    """``key <= position`` (a Variable) in a softmax over keys: one integer comparison per key, made on int32
+    lanes of consecutive key indices."""
+    from boltgrad import Variable
+
+    pos = Variable("pos_test", 0, 63).bind(position)
+    scores = np.random.default_rng(position).standard_normal((3, 64)).astype(np.float32)
+
+    def fn(s):
+        mask = Tensor.arange(64, device=s.device).reshape(1, -1) <= pos
+        return s.where(mask, -np.inf).softmax(-1)
+
+    got = fn(Tensor(scores)).numpy()  # exp2 is within 2 ulp of the PYTHON device's, not bit for bit
+    spec = fn(Tensor(scores, device="PYTHON")).numpy()
+    want = torch.tensor(scores).masked_fill(torch.arange(64) > position, -np.inf).softmax(-1).numpy()
+    np.testing.assert_array_equal(got == 0, want == 0)  # masked keys get exactly 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got, spec, rtol=1e-6, atol=1e-8)
+    sources = "\n".join(_kernel_sources(fn(Tensor(scores))))
+    assert "(bolt_i32x8){0, 1, 2, 3, 4, 5, 6, 7}" in sources
+
+
+def test_widening_loads_agree_with_and_without_x86_extensions(tmp_path):
+    """The widening loads (packed bytes, 16-bit floats) have an AVX2/F16C form and a portable one (other CPUs):
+    both give the scalar conversions' values."""
+    import ctypes
+    import platform
+    import subprocess
+
+    from boltgrad.device.cpu import find_c_compiler
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the x86 forms only exist on x86-64")
+    source = CRenderer().preamble + """
+void bolt_test_widen(const void *p, float *out) {
+  bolt_f32x8 a = __builtin_convertvector(bolt_widen_u8x8((const uint8_t *)p), bolt_f32x8);
+  bolt_f32x8 b = __builtin_convertvector(bolt_widen_i8x8((const int8_t *)p), bolt_f32x8);
+  bolt_f32x8 c = __builtin_convertvector(bolt_widen_i16x8((const int16_t *)p), bolt_f32x8);
+  bolt_f32x8 d = bolt_widen_f16x8((const half_t *)p), e = bolt_widen_bf16x8((const uint16_t *)p);
+  bolt_f32x4 f = bolt_widen_f16x4((const half_t *)p), g = bolt_widen_bf16x4((const uint16_t *)p);
+  bolt_store_f32x8(out, a); bolt_store_f32x8(out + 8, b); bolt_store_f32x8(out + 16, c);
+  bolt_store_f32x8(out + 24, d); bolt_store_f32x8(out + 32, e); bolt_store_f32x4(out + 40, f);
+  bolt_store_f32x4(out + 44, g);
+}
+"""
+    (tmp_path / "w.c").write_text(source)
+    data = np.random.default_rng(0).integers(0, 256, 16, dtype=np.uint8)
+    data[1] = 0x80  # a negative int8 and a half with the sign bit set
+    results = []
+    for march in ("-march=native", "-march=x86-64"):
+        lib = tmp_path / f"w{len(results)}.so"
+        subprocess.run([*find_c_compiler(), "-O2", march, "-fPIC", "-shared", "-fwrapv", str(tmp_path / "w.c"),
+                        "-o", str(lib), "-lm"], check=True)  # fmt: skip
+        out = np.zeros(48, np.float32)
+        ctypes.CDLL(str(lib)).bolt_test_widen(data.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p))
+        results.append(out)
+    halves = data.view(np.float16).astype(np.float32)
+    bf16 = (data.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    want = np.concatenate([data[:8], data[:8].view(np.int8), data.view(np.int16), halves, bf16, halves[:4],
+                           bf16[:4]]).astype(np.float32)  # fmt: skip
+    for out in results:
+        np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_weights_load_as_vector_lanes(dtype):
+    """x @ W.T with W stored in 16 bits (a half-precision checkpoint): W's rows load 8 at a time, converted
+    exactly to float32 lanes; bit for bit the PYTHON device's result."""
+    rng = np.random.default_rng(1)
+    w = Tensor(rng.standard_normal((37, 96)).astype(np.float32)).cast(getattr(boltgrad, dtype)).realize()
+    x = rng.standard_normal((1, 96)).astype(np.float32)
+    fn = lambda x, w: x @ w.T.cast(boltgrad.float32)
+    got = fn(Tensor(x), w).numpy()
+    np.testing.assert_array_equal(got, fn(Tensor(x, device="PYTHON"), w.to("PYTHON")).numpy())
+    _close(got, x @ w.float().numpy().T, k=96)
+    (source,) = _kernel_sources(fn(Tensor(x), w))
+    assert f"bolt_widen_{'f16' if dtype == 'float16' else 'bf16'}x8" in source
+    # loads guarded by a padded edge are gathered from scalar lanes, still as float32 values
+    padded = lambda x, w: x @ F.pad(w, (0, 4)).T.cast(boltgrad.float32)
+    x4 = rng.standard_normal((3, 100)).astype(np.float32)
+    got = padded(Tensor(x4), w).numpy()
+    np.testing.assert_array_equal(got, padded(Tensor(x4, device="PYTHON"), w.to("PYTHON")).numpy())
+    _close(got, x4[:, :96] @ w.float().numpy().T, k=96)
