@@ -51,10 +51,11 @@ class _Upload:
     data: bytes
     digest: bytes
 
-    def encode(self, as_hash: bool) -> bytes:
+    def write(self, out: P.FrameBuffer, as_hash: bool) -> None:
         if as_hash:
-            return P.pack_command(P.WRITE_CACHED, self.buffer_id, self.offset, len(self.data), self.digest)
-        return P.pack_command(P.WRITE, self.buffer_id, self.offset, len(self.data), tail=self.data)
+            P.add_command(out, P.WRITE_CACHED, self.buffer_id, self.offset, len(self.data), self.digest)
+        else:
+            P.add_command(out, P.WRITE, self.buffer_id, self.offset, len(self.data), tail=self.data)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,14 @@ class Target:
 
 
 class _Link:
-    """The socket to one server, the queue of commands not yet sent, and the ids this client handed out."""
+    """The socket to one server, the commands not yet sent, and the ids this client handed out.
+
+    Queued commands are written straight into the frame that will carry them (``out``), so a step's batch is
+    sent without being assembled again; large uploads wait beside it (``uploads``, with where in ``out`` each
+    goes) because whether one travels as bytes or as a hash is decided when the batch goes. Two such frames
+    take turns: a buffer freed by the garbage collector while a batch is on its way queues its FREE in the
+    other one.
+    """
 
     def __init__(self, device_name: str, target: Target):
         self.name = device_name
@@ -80,11 +88,15 @@ class _Link:
         self.latency_s = model.get("latency_us", 0.0) / 1e6
         self.bytes_per_s = model.get("gbit", 0.0) * 1e9 / 8
         self.lost: str | None = None
-        self.queue: list[bytes | _Upload] = []
-        self.queued_bytes = 0
+        self.out = P.FrameBuffer()
+        self.spare: P.FrameBuffer | None = P.FrameBuffer()
+        self.uploads: list[tuple[int, _Upload]] = []  # (payload offset in out, upload)
+        self.queued = 0  # commands in the queue
+        self.upload_bytes = 0
         self.sock = self._connect()
-        _, reply = self._request(P.HELLO, P.pack_str(config.remote_token()) + P.pack_str(target.device), "hello",
-                                 expect=(P.WELCOME,))  # fmt: skip
+        self.reader = P.FrameReader(self.sock)
+        hello = P.FrameBuffer(P.pack_str(config.remote_token()) + P.pack_str(target.device))
+        _, reply = self._request(P.HELLO, hello, "hello", expect=(P.WELCOME,))
         r = P.Reader(reply)
         self.server_device, self.renderer, self.instance = r.string(), r.string(), r.string()
 
@@ -103,6 +115,8 @@ class _Link:
                 if tls:
                     context = ssl.create_default_context(cafile=None if tls == "1" else tls)
                     sock = context.wrap_socket(sock, server_hostname=host.strip("[]"))
+            if not isinstance(sock, ssl.SSLSocket):
+                _kernel_timeout(sock, self.timeout)
         except ssl.SSLError as e:
             raise DeviceUnavailable(f"{self.name}: TLS with {addr} failed ({e}); fix: check BOLT_REMOTE_TLS") from None
         except (OSError, ValueError) as e:
@@ -114,52 +128,93 @@ class _Link:
 
     # -- the queue
 
-    def push(self, command: bytes | _Upload) -> None:
+    def push(self, opcode: int, *fields: object, tail: bytes | bytearray | memoryview = b"") -> None:
+        """Queue one command (its tail is copied now: the caller may reuse its memory)."""
         if self.lost:
             raise DeviceLost(self.lost)
-        self.queue.append(command)
-        self.queued_bytes += len(command.data) if isinstance(command, _Upload) else len(command)
-        if self.queued_bytes >= FLUSH_BYTES:
+        P.add_command(self.out, opcode, *fields, tail=tail)
+        self.queued += 1
+        if len(self.out) + self.upload_bytes >= FLUSH_BYTES:
             self.flush("upload")
 
-    def flush(self, why: str) -> bytes:
-        """Send the queued commands as one batch and wait for its result (the bytes of its reads)."""
+    def push_raw(self, command: bytes) -> None:
         if self.lost:
             raise DeviceLost(self.lost)
-        if not self.queue:
-            return b""
-        queue, self.queue, self.queued_bytes = self.queue, [], 0
+        self.out.add(command)
+        self.queued += 1
+
+    def push_upload(self, upload: _Upload) -> None:
+        if self.lost:
+            raise DeviceLost(self.lost)
+        self.uploads.append((len(self.out), upload))
+        self.queued += 1
+        self.upload_bytes += len(upload.data)
+        if len(self.out) + self.upload_bytes >= FLUSH_BYTES:
+            self.flush("upload")
+
+    def _clear(self) -> None:
+        self.out.clear()
+        self.uploads = []
+        self.queued = self.upload_bytes = 0
+
+    def flush(self, why: str) -> memoryview:
+        """Send the queued commands as one batch and wait for its result (the bytes of its reads), a view valid
+        until the next request."""
+        if self.lost:
+            raise DeviceLost(self.lost)
+        if not self.queued:
+            return memoryview(b"")
+        out, uploads, what = self.out, self.uploads, f"{why} ({self.queued} commands)"
+        self.out, self.spare = self.spare if self.spare is not None else P.FrameBuffer(), None
+        self.uploads, self.queued, self.upload_bytes = [], 0, 0
+        try:
+            if not uploads:
+                return self._request(P.BATCH, out, what, expect=(P.RESULT,))[1]
+            return self._flush_with_uploads(out, uploads, what)
+        finally:
+            out.clear()
+            self.spare = out
+
+    def _flush_with_uploads(self, out: P.FrameBuffer, uploads: list[tuple[int, _Upload]], what: str) -> memoryview:
         known = _uploaded.setdefault(self.instance, set())
-        what = f"{why} ({len(queue)} commands)"
         while True:
-            payload = b"".join(c if isinstance(c, bytes) else c.encode(c.digest in known) for c in queue)
-            kind, reply = self._request(P.BATCH, payload, what, expect=(P.RESULT, P.NEED))
+            batch, done = P.FrameBuffer(), 0
+            for offset, upload in uploads:
+                batch.add(out.payload(done, offset))
+                upload.write(batch, upload.digest in known)
+                done = offset
+            batch.add(out.payload(done))
+            kind, reply = self._request(P.BATCH, batch, what, expect=(P.RESULT, P.NEED))
             if kind == P.RESULT:
                 break
-            missing = {reply[i : i + P.HASH_SIZE] for i in range(0, len(reply), P.HASH_SIZE)}
+            missing = {bytes(reply[i : i + P.HASH_SIZE]) for i in range(0, len(reply), P.HASH_SIZE)}
             if not missing & known:
                 self._lose(f"{self.name}: the server asked for content it was not offered")
                 raise DeviceLost(self.lost)
             known -= missing  # evicted on the server: send the bytes this time
-        known.update(c.digest for c in queue if isinstance(c, _Upload))
+        known.update(upload.digest for _, upload in uploads)
         return reply
 
     # -- one request, its answer
 
-    def _request(self, kind: int, payload: bytes, what: str, expect: tuple[int, ...]) -> tuple[int, bytes]:
+    def _request(self, kind: int, payload: P.FrameBuffer, what: str, expect: tuple[int, ...]) -> tuple[int, memoryview]:
         if self.lost:
             raise DeviceLost(self.lost)
         t0 = time.perf_counter()
         try:
-            self._model_link(len(payload))
-            sent = P.send_frame(self.sock, kind, payload)
+            frame = payload.frame(kind)
+            if self.latency_s or self.bytes_per_s:
+                self._model_link(len(frame))
+            self.sock.sendall(frame)
             while True:
-                reply_kind, reply = P.recv_frame(self.sock)
+                reply_kind, reply = self.reader.recv()
                 if reply_kind != P.HEARTBEAT:
                     break
-            self._model_link(len(reply))
+            if self.latency_s or self.bytes_per_s:
+                self._model_link(P.HEADER.size + len(reply))
         except (OSError, ConnectionError, P.ProtocolError) as e:
-            why = "no answer within the timeout" if isinstance(e, TimeoutError | socket.timeout) else str(e)
+            timed_out = isinstance(e, TimeoutError | socket.timeout | BlockingIOError)
+            why = "no answer within the timeout" if timed_out else str(e)
             if kind == P.HELLO:
                 self._lose(f"{self.name}: no greeting from {self.target.address} ({why})")
                 raise DeviceUnavailable(
@@ -172,12 +227,12 @@ class _Link:
             )
             raise DeviceLost(self.lost) from None
         stats.round_trips += 1
-        stats.link_bytes_out += sent
+        stats.link_bytes_out += len(frame)
         stats.link_bytes_in += P.HEADER.size + len(reply)
         if config.debug_level() >= 2:
             ms = (time.perf_counter() - t0) * 1e3
-            print(f"  {self.name}: round trip for {what}: {sent} B out, {len(reply)} B in, {ms:.2f} ms",
-                  file=sys.stderr)  # fmt: skip
+            print(f"  {self.name}: round trip for {what}: {len(frame)} B out, {P.HEADER.size + len(reply)} B in, "
+                  f"{ms:.2f} ms", file=sys.stderr)  # fmt: skip
         if reply_kind == P.ERROR:
             message = P.Reader(reply).string(limit=P.MAX_FRAME)
             if kind == P.HELLO:
@@ -189,12 +244,10 @@ class _Link:
         if reply_kind not in expect:
             self._lose(f"{self.name}: expected {P.KIND_NAMES[expect[0]]}, got {P.KIND_NAMES[reply_kind]}")
             raise DeviceLost(self.lost)
-        return reply_kind, bytes(reply)
+        return reply_kind, reply
 
     def _model_link(self, nbytes: int) -> None:
         delay = self.latency_s + (nbytes / self.bytes_per_s if self.bytes_per_s else 0.0)
-        if delay <= 0:
-            return
         if delay > 2e-3:
             time.sleep(delay)
             return
@@ -204,7 +257,7 @@ class _Link:
 
     def _lose(self, reason: str) -> None:
         self.lost = reason
-        self.queue.clear()
+        self._clear()
         try:
             self.sock.close()
         except OSError:
@@ -218,8 +271,19 @@ class _Link:
 
     def compile(self, source: str) -> int:
         library_id = next(_ids)
-        self._request(P.COMPILE, struct.pack("<I", library_id) + P.pack_str(source), "compile", expect=(P.COMPILED,))
+        request = P.FrameBuffer(struct.pack("<I", library_id) + P.pack_str(source))
+        self._request(P.COMPILE, request, "compile", expect=(P.COMPILED,))
         return library_id
+
+
+def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
+    """A blocking socket whose receives and sends give up after ``seconds``: the kernel keeps the timeout
+    (SO_RCVTIMEO), so each receive is one system call where Python's own timeout polls before every one."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 class RemoteAllocator(Allocator):
@@ -231,14 +295,14 @@ class RemoteAllocator(Allocator):
 
     def alloc(self, nbytes: int) -> int:
         buffer_id = next(_ids)
-        self.link.push(P.pack_command(P.ALLOC, buffer_id, nbytes))
+        self.link.push(P.ALLOC, buffer_id, nbytes)
         self.live.add(buffer_id)
         return buffer_id
 
     def free(self, handle: int, nbytes: int) -> None:
         if handle in self.live and not self.link.lost:
             self.live.discard(handle)
-            self.link.push(P.pack_command(P.FREE, handle))
+            self.link.push(P.FREE, handle)
 
     def _check(self, handle: int) -> None:
         if handle not in self.live:
@@ -252,14 +316,14 @@ class RemoteAllocator(Allocator):
             piece = src[offset : offset + chunk]
             if len(piece) >= P.CACHED_UPLOAD_MIN:
                 data = bytes(piece)
-                self.link.push(_Upload(handle, offset, data, hashlib.sha256(data).digest()))
+                self.link.push_upload(_Upload(handle, offset, data, hashlib.sha256(data).digest()))
             else:
-                self.link.push(P.pack_command(P.WRITE, handle, offset, len(piece), tail=piece))
+                self.link.push(P.WRITE, handle, offset, len(piece), tail=piece)
 
     def copyout(self, dest: memoryview, handle: int) -> None:
         self._check(handle)
         dest = dest.cast("B") if dest.format != "B" or dest.ndim != 1 else dest
-        self.link.push(P.pack_command(P.READ, handle, len(dest)))
+        self.link.push(P.READ, handle, len(dest))
         data = self.link.flush("read")
         if len(data) != len(dest):
             raise DeviceLost(f"{self.link.name}: a read of {len(dest)} bytes returned {len(data)}")
@@ -296,27 +360,27 @@ class RemoteGraph(LaunchGraph):
         self.link = device.link
         self.id = next(_ids)
         specs = b"".join(P.pack_launch(_spec(launch)) for launch in launches)
-        self.link.push(P.pack_command(P.GRAPH, self.id, len(launches), tail=specs))
+        self.link.push(P.GRAPH, self.id, len(launches), tail=specs)
         self.buffers = [list(launch.buffers) for launch in launches]
         self.values = [list(launch.var_values) for launch in launches]
 
     def set_buffer(self, launch_index: int, slot: int, handle: int) -> None:
         if self.buffers[launch_index][slot] != handle:
             self.buffers[launch_index][slot] = handle
-            self.link.push(P.pack_command(P.GRAPH_BUFFER, self.id, launch_index, slot, handle))
+            self.link.push(P.GRAPH_BUFFER, self.id, launch_index, slot, handle)
 
     def set_var(self, launch_index: int, slot: int, value: int) -> None:
         if self.values[launch_index][slot] != value:
             self.values[launch_index][slot] = value
-            self.link.push(P.pack_command(P.GRAPH_VAR, self.id, launch_index, slot, value))
+            self.link.push(P.GRAPH_VAR, self.id, launch_index, slot, value)
 
     def run(self) -> None:
-        self.link.push(P.pack_command(P.GRAPH_RUN, self.id))
+        self.link.push(P.GRAPH_RUN, self.id)
 
     def __del__(self) -> None:
         try:
             if not self.link.lost:
-                self.link.push(P.pack_command(P.GRAPH_FREE, self.id))
+                self.link.push(P.GRAPH_FREE, self.id)
         except Exception:
             pass
 
@@ -347,19 +411,19 @@ class RemoteDevice(Device):
         key = (library, name)
         if key not in self._programs:
             program = RemoteProgram(next(_ids), name)
-            self.link.push(P.pack_command(P.PROGRAM, program.id, library, tail=P.pack_str(name)))
+            self.link.push(P.PROGRAM, program.id, library, tail=P.pack_str(name))
             self._programs[key] = program
         return self._programs[key]
 
     def run(self, launches: list[Launch]) -> None:
         for launch in launches:
-            self.link.push(bytes([P.LAUNCH]) + P.pack_launch(_spec(launch)))
+            self.link.push_raw(bytes([P.LAUNCH]) + P.pack_launch(_spec(launch)))
 
     def graph(self, launches: Sequence[Launch]) -> RemoteGraph:
         return RemoteGraph(self, launches)
 
     def synchronize(self) -> None:
-        self.link.push(P.pack_command(P.SYNC))
+        self.link.push(P.SYNC)
         self.link.flush("synchronize")
 
     def self_check(self) -> str:

@@ -140,10 +140,9 @@ class Session:
     def compile(self, library_id: int, source: str) -> None:
         self.libraries[library_id] = self.device.compiler.compile(source)
 
-    def run_batch(self, commands: list[tuple[int, tuple[Any, ...], Any]]) -> bytes:
-        """Carry out the commands in order; returns the bytes of every READ, concatenated. A failing command
-        stops the batch (those before it took effect) and raises CommandError."""
-        out: list[bytes] = []
+    def run_batch(self, commands: list[tuple[int, tuple[Any, ...], Any]], out: P.FrameBuffer) -> None:
+        """Carry out the commands in order, adding the bytes of every READ to ``out``. A failing command stops
+        the batch (those before it took effect) and raises CommandError."""
         with self.lock:
             for i, (opcode, fields, extra) in enumerate(commands):
                 try:
@@ -153,7 +152,6 @@ class Session:
                 except (ValueError, KeyError, IndexError, MemoryError, OSError, RuntimeError) as e:
                     raise CommandError(i, opcode, str(e) or type(e).__name__) from None
             self.device.synchronize()
-        return b"".join(out)
 
     def _buffer(self, buffer_id: int) -> tuple[Any, int]:
         if buffer_id not in self.buffers:
@@ -177,7 +175,7 @@ class Session:
             raise ValueError(f"launch {launch} of graph {graph_id} has {n} {kind} slots, not {slot + 1}")
         return graph
 
-    def _run_one(self, opcode: int, fields: tuple[Any, ...], extra: Any, out: list[bytes]) -> None:
+    def _run_one(self, opcode: int, fields: tuple[Any, ...], extra: Any, out: P.FrameBuffer) -> None:
         dev = self.device
         if opcode == P.ALLOC:
             buffer_id, nbytes = fields
@@ -215,10 +213,12 @@ class Session:
             handle, nbytes = self._buffer(buffer_id)
             if n > nbytes:
                 raise ValueError(f"reading {n} bytes of a buffer of {nbytes}")
-            data = bytearray(n)
             dev.synchronize()
-            dev.allocator.copyout(memoryview(data), handle)
-            out.append(bytes(data))
+            view = dev.allocator.as_host_view(handle, nbytes)
+            if view is not None:
+                out.add(view[:n])
+            else:
+                dev.allocator.copyout(out.space(n), handle)
         elif opcode == P.PROGRAM:
             program_id, library_id = fields
             if library_id not in self.libraries:
@@ -264,6 +264,8 @@ class Session:
 class _Connection:
     def __init__(self, sock: socket.socket, server: DeviceServer, peer: str):
         self.sock = sock
+        self.reader = P.FrameReader(sock)
+        self.reply = P.FrameBuffer()  # kept from answer to answer, like the reader's buffer
         self.server = server
         self.peer = peer
         self.send_lock = threading.Lock()
@@ -291,7 +293,7 @@ class _Connection:
         log = self.server.log
         self.sock.settimeout(HANDSHAKE_TIMEOUT_S)
         try:
-            kind, payload = P.recv_frame(self.sock)
+            kind, payload = self.reader.recv()
         except (ConnectionError, OSError):
             log(f"{self.peer}: closed before saying hello")  # a port probe
             return
@@ -317,7 +319,7 @@ class _Connection:
         except OSError:
             pass
 
-    def _handshake(self, kind: int, payload: bytearray) -> Session | None:
+    def _handshake(self, kind: int, payload: memoryview) -> Session | None:
         if kind != P.HELLO:
             self._refuse(f"expected HELLO, got {P.KIND_NAMES[kind]}")
             return None
@@ -352,25 +354,38 @@ class _Connection:
     def _loop(self, session: Session) -> None:
         while True:
             try:
-                kind, payload = P.recv_frame(self.sock)
+                kind, payload = self.reader.recv()
             except (ConnectionError, OSError):
                 return
             except P.ProtocolError as e:
                 self._refuse(str(e))  # the stream cannot be trusted to be in step any more
                 return
             self.busy = True
+            reply = self.reply
+            reply.clear()
             try:
-                reply_kind, reply = self._answer(session, kind, payload)
+                reply_kind, message = self._answer(session, kind, payload, reply)
             except Exception as e:  # a bug of ours must not end the session silently
-                reply_kind, reply = P.ERROR, P.pack_str(f"internal error: {type(e).__name__}: {e}")
+                reply_kind, message = P.ERROR, P.pack_str(f"internal error: {type(e).__name__}: {e}")
+            if message is not None:
+                reply.clear()
+                reply.add(message)
+            try:
+                frame = reply.frame(reply_kind)
+            except P.ProtocolError as e:  # the batch's reads add up to more than a frame holds
+                reply.clear()
+                reply.add(P.pack_str(f"the answer is too large: {e}; fix: read less in one batch"))
+                frame = reply.frame(P.ERROR)
             try:
                 with self.send_lock:
                     self.busy = False
-                    P.send_frame(self.sock, reply_kind, reply)
+                    self.sock.sendall(frame)
             except OSError:
                 return
 
-    def _answer(self, session: Session, kind: int, payload: bytearray) -> tuple[int, bytes]:
+    def _answer(self, session: Session, kind: int, payload: memoryview,
+                out: P.FrameBuffer) -> tuple[int, bytes | None]:  # fmt: skip
+        """The answer's kind, and its payload unless it was written into ``out``."""
         if kind == P.COMPILE:
             try:
                 r = P.Reader(payload)
@@ -389,10 +404,10 @@ class _Connection:
             if missing:
                 return P.NEED, b"".join(missing)
             try:
-                data = session.run_batch(commands)
+                session.run_batch(commands, out)
             except CommandError as e:
                 return P.ERROR, P.pack_str(str(e))
-            return P.RESULT, data
+            return P.RESULT, None
         return P.ERROR, P.pack_str(f"unexpected {P.KIND_NAMES[kind]} frame")
 
 

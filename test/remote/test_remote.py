@@ -441,3 +441,61 @@ def test_unix_socket(tmp_path):
     finally:
         reconnect(name)
         srv.shutdown()
+
+
+def test_frame_reader_splits_and_joins_frames():
+    """Several frames in one receive, one frame over many, and a frame larger than the reader's buffer."""
+    a, b = socket.socketpair()
+    b.settimeout(10)
+    big = bytes(range(256)) * 1024  # 256 KiB: past the reader's first buffer
+    tiny = bytes(P.FrameBuffer(b"xyz").frame(P.NEED))
+
+    def write() -> None:
+        P.send_frame(a, P.HEARTBEAT)
+        P.send_frame(a, P.RESULT, b"abc")
+        a.sendall(P.FrameBuffer(big).frame(P.RESULT))
+        for i in range(len(tiny)):  # one byte at a time
+            a.sendall(tiny[i : i + 1])
+        a.sendall(P.HEADER.pack(b"XX", P.VERSION, P.RESULT, 0))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        reader = P.FrameReader(b)
+        assert reader.recv()[0] == P.HEARTBEAT
+        kind, payload = reader.recv()
+        assert kind == P.RESULT and bytes(payload) == b"abc"
+        kind, payload = reader.recv()
+        assert kind == P.RESULT and bytes(payload) == big
+        kind, payload = reader.recv()
+        assert kind == P.NEED and bytes(payload) == b"xyz"
+        with pytest.raises(P.ProtocolError, match="magic"):
+            reader.recv()
+    finally:
+        writer.join()
+        a.close()
+        b.close()
+
+
+def test_a_free_queued_while_a_batch_is_on_its_way_is_sent_with_the_next(remote, monkeypatch):
+    """The garbage collector may free a buffer (queueing its FREE) in the middle of a request."""
+    dev = boltgrad.Device[remote]
+    link = dev.link
+    handle = dev.allocator.alloc(64)
+    real_request = link._request
+    pushed = []
+
+    def request_that_frees(*args, **kwargs):
+        if not pushed:
+            pushed.append(handle)
+            dev.allocator.free(handle, 64)  # queued into the other frame
+        return real_request(*args, **kwargs)
+
+    monkeypatch.setattr(link, "_request", request_that_frees)
+    dev.synchronize()
+    monkeypatch.undo()
+    assert link.queued == 1
+    dev.synchronize()  # sends the FREE: the server frees buffer `handle`
+    with pytest.raises(RuntimeError, match=f"no buffer {handle}"):
+        link.push(P.READ, handle, 4)
+        link.flush("read")
