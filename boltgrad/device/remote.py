@@ -3,6 +3,13 @@
     Tensor([1.0, 2.0], device="REMOTE:127.0.0.1:7077")          # the server's default device
     Tensor([1.0, 2.0], device="REMOTE:gpu-box:7077/CUDA")         # a named device of the server
     BOLT_DEVICE=REMOTE:unix:/tmp/bolt.sock python train.py
+    Tensor([1.0, 2.0], device="REMOTE:127.0.0.1:7077?compile=client")  # compile here, send the binary
+
+Kernels compile on the server by default (this machine may lack the device's compiler). With
+``?compile=client`` this process compiles them with its own C compiler and sends the shared library, which the
+server loads: only onto its CPU device, and only when both machines are of one kind (OS, architecture, C
+library, CPU model and features; the WELCOME names the server's). A device server runs whatever code it is
+sent, so only connect to one you trust, and only let clients you trust reach yours.
 
 The link is the cost to keep down, so nothing waits for the server unless it has to. Allocations, uploads,
 program lookups and launches are queued with ids the client picks; the queue goes over in one message when
@@ -35,6 +42,7 @@ from .. import config, stats
 from ..errors import CompileError, DeviceLost, DeviceUnavailable
 from ..remote import protocol as P
 from .base import Allocator, Compiler, Device, Launch, LaunchGraph
+from .cpu import CCompiler
 
 DEFAULT_ADDRESS = "127.0.0.1:7077"
 FLUSH_BYTES = 32 << 20  # queued upload bytes that trigger sending the queue without waiting for a read
@@ -62,12 +70,19 @@ class _Upload:
 class Target:
     address: str  # "host:port" or "unix:/path"
     device: str  # the server's device, "" for its default
+    compile_on: str = "server"  # or "client": compile here and send the shared library
 
     @staticmethod
     def parse(name: str) -> Target:
         rest = name.partition(":")[2]
+        rest, _, query = rest.partition("?")
         rest, _, device = rest.partition("/") if not rest.startswith("unix:") else (rest, "", "")
-        return Target(rest or DEFAULT_ADDRESS, device.upper())
+        options = dict(part.partition("=")[::2] for part in query.split("&") if part)
+        compile_on = options.pop("compile", "server").lower()
+        if options or compile_on not in ("server", "client"):
+            raise ValueError(f"device {name!r}: unknown option {query!r}; fix: the only option is "
+                             "?compile=client (or ?compile=server, the default)")  # fmt: skip
+        return Target(rest or DEFAULT_ADDRESS, device.upper(), compile_on)
 
 
 class _Link:
@@ -99,6 +114,22 @@ class _Link:
         _, reply = self._request(P.HELLO, hello, "hello", expect=(P.WELCOME,))
         r = P.Reader(reply)
         self.server_device, self.renderer, self.instance = r.string(), r.string(), r.string()
+        self.memory_cap, self.server_tag = r.unpack(_U64)[0], r.string()
+        if target.compile_on == "client":
+            self._check_client_compile()
+
+    def _check_client_compile(self) -> None:
+        problem = ""
+        if self.server_device != "CPU":
+            problem = f"the server's device is {self.server_device}, and only a CPU device loads client binaries"
+        elif not self.server_tag:
+            problem = "the server refuses binaries compiled by clients (--no-client-binaries)"
+        elif self.server_tag != P.machine_tag():
+            problem = (f"this machine is {P.machine_tag()} and the server {self.server_tag}; a binary tuned for "
+                       "one CPU may not run on the other")  # fmt: skip
+        if problem:
+            self._lose(f"{self.name}: cannot compile on the client: {problem}")
+            raise DeviceUnavailable(f"{self.lost}; fix: compile on the server (drop ?compile=client)")
 
     def _connect(self) -> socket.socket:
         addr = self.target.address
@@ -275,6 +306,16 @@ class _Link:
         self._request(P.COMPILE, request, "compile", expect=(P.COMPILED,))
         return library_id
 
+    def load(self, binary: bytes) -> int:
+        """Send a kernel library compiled here; the server loads it (see ``Target.compile_on``)."""
+        library_id = next(_ids)
+        request = P.FrameBuffer(struct.pack("<I", library_id) + P.pack_str(P.machine_tag()) + binary)
+        self._request(P.LOAD, request, "load of a client-compiled library", expect=(P.COMPILED,))
+        return library_id
+
+
+_U64 = struct.Struct("<Q")
+
 
 def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
     """A blocking socket whose receives and sends give up after ``seconds``: the kernel keeps the timeout
@@ -331,18 +372,29 @@ class RemoteAllocator(Allocator):
 
 
 class RemoteCompiler(Compiler):
-    """Source -> a library id; the server compiles (and caches by content on its disk). A source compiled once
-    on this link is not sent again."""
+    """Source -> a library id. The server compiles (and caches by content on its disk), or with
+    ``?compile=client`` this process's CPU compiler does and the library goes over. A source compiled once on
+    this link is not sent again."""
 
     def __init__(self, link: _Link):
         self.link = link
         self.libraries: dict[str, int] = {}
+        self.local: Compiler | None = None
 
     def compile(self, source: str) -> int:
         key = hashlib.sha256(source.encode()).hexdigest()
         if key not in self.libraries:
-            self.libraries[key] = self.link.compile(source)
+            if self.link.target.compile_on == "client":
+                self.libraries[key] = self.link.load(self._compile_here(source))
+            else:
+                self.libraries[key] = self.link.compile(source)
         return self.libraries[key]
+
+    def _compile_here(self, source: str) -> bytes:
+        if self.local is None:  # made at first use: a client that does not compile needs no compiler
+            self.local = CCompiler()
+        with open(self.local.compile(source), "rb") as f:
+            return f.read()
 
 
 @dataclass(frozen=True)

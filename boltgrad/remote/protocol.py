@@ -5,9 +5,14 @@ Every message is a frame: a fixed header, then ``length`` bytes of payload.
     header  = magic "BG" | version u8 | kind u8 | length u32      (little endian, 8 bytes)
 
 The client speaks first with HELLO and the server answers WELCOME or ERROR. After that the client sends one
-request at a time (BATCH or COMPILE) and reads frames until the answer (RESULT, COMPILED, NEED or ERROR);
+request at a time (BATCH, COMPILE or LOAD) and reads frames until the answer (RESULT, COMPILED, NEED or ERROR);
 while the server works on a long request it sends HEARTBEAT frames, so the client tells a slow compile from a
 dead link.
+
+Kernels are compiled on the server (COMPILE: the source) unless the client compiles them itself and sends the
+shared library (LOAD: its machine tag, then the binary). A server loads a binary only onto its CPU device and
+only when the tag equals its own (same OS, architecture, C library and CPU model and features: the client's
+compiler tuned the code for its own CPU). Either way the server runs code a client sends it.
 
 Large uploads (weights) are kept on the server, up to a cap, by the sha256 of their content, which the server
 computes itself (a client cannot plant content under another's hash). A client that uploaded some content to
@@ -26,12 +31,17 @@ raises ``ProtocolError`` on anything malformed.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import platform
 import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-VERSION = 1
+from ..device.compile_cache import cpu_identity
+
+VERSION = 2  # 2: LOAD (binaries compiled by the client), the machine tag in WELCOME
 MAGIC = b"BG"
 HEADER = struct.Struct("<2sBBI")
 MAX_FRAME = 64 << 20  # bytes of payload in one frame; uploads larger than this go in several batches
@@ -41,15 +51,24 @@ MAX_LAUNCHES_PER_GRAPH = 1 << 16
 MAX_NAME = 256
 
 # frame kinds
-HELLO, WELCOME, BATCH, RESULT, COMPILE, COMPILED, HEARTBEAT, ERROR, NEED = range(1, 10)
+HELLO, WELCOME, BATCH, RESULT, COMPILE, COMPILED, HEARTBEAT, ERROR, NEED, LOAD = range(1, 11)
 KIND_NAMES = {HELLO: "HELLO", WELCOME: "WELCOME", BATCH: "BATCH", RESULT: "RESULT", COMPILE: "COMPILE",
-              COMPILED: "COMPILED", HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", NEED: "NEED"}  # fmt: skip
+              COMPILED: "COMPILED", HEARTBEAT: "HEARTBEAT", ERROR: "ERROR", NEED: "NEED", LOAD: "LOAD"}  # fmt: skip
 CACHED_UPLOAD_MIN = 1 << 20  # uploads at least this large are kept by content hash on the server
 HASH_SIZE = 32  # sha256
 
 
 class ProtocolError(ValueError):
     """A malformed, truncated or oversized message."""
+
+
+@functools.cache
+def machine_tag() -> str:
+    """What a compiled kernel library depends on: OS, architecture, C library, and the CPU it was tuned for
+    (``-march=native``), the last as a hash of its model and feature flags."""
+    libc = "".join(platform.libc_ver()) or "libc?"
+    cpu = hashlib.sha256(cpu_identity().encode()).hexdigest()[:12]
+    return f"{platform.system()}-{platform.machine()}-{libc}-cpu{cpu}"
 
 
 # ---------------------------------------------------------------- frames

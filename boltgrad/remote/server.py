@@ -6,9 +6,11 @@
 
     boltgrad device-server --listen 0.0.0.0:7077 --token S --tls-cert cert.pem --tls-key key.pem
 
-A device server runs the code it is sent: a client compiles and launches kernels, and a kernel can do anything
-the server process can. Only let clients you trust reach it: it listens on loopback unless told otherwise, and
-any other address requires a token (compared in constant time).
+A device server runs the code it is sent: a client has kernels compiled from its source, or (with
+``REMOTE:host:port?compile=client``) sends a shared library it compiled itself, which the server loads into its
+own process; either way a kernel can do anything the server process can. Only let clients you trust reach it:
+it listens on loopback unless told otherwise, any other address requires a token (compared in constant time),
+and ``--no-client-binaries`` refuses libraries compiled elsewhere (kernel source is still compiled and run).
 
 Each connection is a session with its own tables of buffers, libraries, programs and graphs; ids are the
 client's own, so one client can never name another's memory. Every message is decoded with its lengths
@@ -36,6 +38,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .. import config
+from ..device import compile_cache
 from ..device.base import Launch, LaunchGraph
 from ..device.registry import canonicalize, get_device
 from ..errors import CompileError
@@ -115,6 +118,9 @@ class ContentStore:
             return data
 
 
+_LIBRARY_MAGICS = (b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe")  # ELF, Mach-O 64 and 32 bit
+
+
 class Session:
     """One client's view of a device: what it allocated, compiled and recorded, by the client's ids."""
 
@@ -139,6 +145,24 @@ class Session:
 
     def compile(self, library_id: int, source: str) -> None:
         self.libraries[library_id] = self.device.compiler.compile(source)
+
+    def load(self, library_id: int, tag: str, binary: memoryview) -> None:
+        """A kernel library the client compiled: kept in the compile cache under its content's hash, loaded
+        like one built here. Only a CPU device of the very machine kind the client compiled for takes one."""
+        name = self.device.name
+        if name != "CPU":
+            raise ValueError(f"this server's device is {name}, and only a CPU device loads kernels compiled by "
+                             "the client; fix: compile on the server (drop ?compile=client)")  # fmt: skip
+        if tag != P.machine_tag():
+            raise ValueError(
+                f"the client compiled for {tag}, this server is {P.machine_tag()} (OS, architecture, C library and "
+                "CPU must match); fix: compile on the server (drop ?compile=client)"
+            )
+        if bytes(binary[:4]) not in _LIBRARY_MAGICS:
+            raise ValueError("what the client sent is not a shared library (no ELF or Mach-O header)")
+        suffix = self.device.compiler.suffix
+        key = hashlib.sha256(binary).hexdigest()
+        self.libraries[library_id] = compile_cache.get_or_build(key, lambda: bytes(binary), suffix, "client")
 
     def run_batch(self, commands: list[tuple[int, tuple[Any, ...], Any]], out: P.FrameBuffer) -> None:
         """Carry out the commands in order, adding the bytes of every READ to ``out``. A failing command stops
@@ -346,6 +370,7 @@ class _Connection:
             + P.pack_str(session.device.renderer)
             + P.pack_str(self.server.instance)
             + struct.pack("<Q", self.server.memory_cap)
+            + P.pack_str(P.machine_tag() if self.server.client_binaries else "")
         )
         self.send(P.WELCOME, welcome)
         self.server.log(f"{self.peer}: session on {session.device.name}")
@@ -395,6 +420,18 @@ class _Connection:
                 return P.COMPILED, struct.pack("<I", library_id)
             except (P.ProtocolError, CompileError, OSError, ValueError) as e:
                 return P.ERROR, P.pack_str(f"compile failed on the server: {e}")
+        if kind == P.LOAD:
+            if not self.server.client_binaries:
+                return P.ERROR, P.pack_str("this server refuses kernels compiled by the client (--no-client-binaries); "
+                                           "fix: compile on the server (drop ?compile=client)")  # fmt: skip
+            try:
+                r = P.Reader(payload)
+                (library_id,) = r.unpack(_U32)
+                tag = r.string()
+                session.load(library_id, tag, r.take(r.left()))
+                return P.COMPILED, struct.pack("<I", library_id)
+            except (P.ProtocolError, OSError, ValueError) as e:
+                return P.ERROR, P.pack_str(f"the server did not load the client's kernel library: {e}")
         if kind == P.BATCH:
             try:
                 commands = P.decode_batch(payload)
@@ -420,11 +457,12 @@ _U32 = struct.Struct("<I")
 class DeviceServer:
     def __init__(self, listen: str = DEFAULT_ADDRESS, token: str = "", device: str = "CPU",
                  memory_cap: int = 8 << 30, verbose: bool = False, upload_cache: int = 2 << 30,
-                 tls: tuple[str, str] | None = None):  # fmt: skip
+                 tls: tuple[str, str] | None = None, client_binaries: bool = True):  # fmt: skip
         self.listen = listen
         self.token = token
         self.default_device = device
         self.memory_cap = memory_cap
+        self.client_binaries = client_binaries
         self.log = _Log(verbose)
         self.instance = uuid.uuid4().hex  # tells a restarted server from the one a client knew
         self.store = ContentStore(upload_cache)
@@ -522,6 +560,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--upload-cache", type=float, default=2.0, help="GiB of uploads kept by content (default 2)")
     p.add_argument("--tls-cert", default=None, help="serve TLS with this certificate (PEM); needs --tls-key")
     p.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
+    p.add_argument("--no-client-binaries", action="store_true",
+                   help="refuse kernel libraries compiled by clients (REMOTE:...?compile=client)")  # fmt: skip
     p.add_argument("--verbose", action="store_true", help="log every connection to stderr")
     p.set_defaults(func=_main)
 
@@ -534,6 +574,7 @@ def _main(args: argparse.Namespace) -> int:
         server = DeviceServer(
             args.listen, token, args.device, int(args.max_client_memory * (1 << 30)), args.verbose,
             int(args.upload_cache * (1 << 30)), (args.tls_cert, args.tls_key) if args.tls_cert else None,
+            not args.no_client_binaries,
         )  # fmt: skip
         if server.tls is None and not args.listen.startswith("unix:") and not _is_loopback(args.listen):
             print("device-server: warning: without --tls-cert the token and all data cross the network in clear",

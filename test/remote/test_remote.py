@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -499,3 +500,70 @@ def test_a_free_queued_while_a_batch_is_on_its_way_is_sent_with_the_next(remote,
     with pytest.raises(RuntimeError, match=f"no buffer {handle}"):
         link.push(P.READ, handle, 4)
         link.flush("read")
+
+
+# ---------------------------------------------------------------- compiling on the client
+
+
+def test_compile_on_the_client_sends_the_library_and_the_server_compiles_nothing(monkeypatch):
+    from boltgrad.remote import server as server_module
+
+    def no_compiling(self, library_id, source):
+        raise AssertionError("the server compiled a kernel")
+
+    monkeypatch.setattr(server_module.Session, "compile", no_compiling)
+    srv = DeviceServer("127.0.0.1:0")
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    name = f"REMOTE:{srv.address}?compile=client"
+    try:
+        rng = np.random.default_rng(3)
+        a = rng.standard_normal((9, 13)).astype(np.float32)
+        got = (Tensor(a, device=name).exp() * 3 + 1).sum(1).numpy()
+        assert np.allclose(got, (np.exp(a) * 3 + 1).sum(1), rtol=1e-5)
+        assert boltgrad.Device[name].compiler.libraries  # compiled here, loaded there
+        plain = f"REMOTE:{srv.address}"
+        with pytest.raises(CompileError, match="the server compiled a kernel"):  # the default compiles there
+            (Tensor(a, device=plain) * 5 - 2).sum().item()
+    finally:
+        reconnect(name)
+        reconnect(f"REMOTE:{srv.address}")
+        srv.shutdown()
+
+
+def test_a_client_library_for_another_machine_or_a_non_cpu_device_is_refused(server):
+    sock = _connect(server)
+    assert _hello(sock)[0] == P.WELCOME
+    library = b"\x7fELF" + bytes(60)  # a header is all the checks before loading look at
+
+    def load(tag: str, binary: bytes) -> tuple[int, str]:
+        P.send_frame(sock, P.LOAD, struct.pack("<I", 1) + P.pack_str(tag) + binary)
+        kind, reply = P.recv_frame(sock)
+        return kind, P.Reader(reply).string(limit=4096) if kind == P.ERROR else ""
+
+    kind, message = load("Plan9-mips-musl-cpu000000000000", library)
+    assert kind == P.ERROR and "the client compiled for Plan9-mips" in message and "drop ?compile=client" in message
+    kind, message = load(P.machine_tag(), b"#!/bin/sh\nrm -rf /\n")
+    assert kind == P.ERROR and "not a shared library" in message
+    null = _connect(server)  # a session on a device that is not the CPU
+    P.send_frame(null, P.HELLO, P.pack_str("s3cret") + P.pack_str("NULL"))
+    assert P.recv_frame(null)[0] == P.WELCOME
+    P.send_frame(null, P.LOAD, struct.pack("<I", 1) + P.pack_str(P.machine_tag()) + library)
+    kind, reply = P.recv_frame(null)
+    assert kind == P.ERROR and "only a CPU device loads" in P.Reader(reply).string(limit=4096)
+
+
+def test_compile_on_the_client_is_refused_up_front_where_it_cannot_work(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown option 'compile=elsewhere'.*\?compile=client"):
+        boltgrad.Device["REMOTE:127.0.0.1:1?compile=elsewhere"]
+    srv = DeviceServer("127.0.0.1:0", client_binaries=False)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    name = f"REMOTE:{srv.address}?compile=client"
+    try:
+        with pytest.raises(DeviceUnavailable, match="refuses binaries compiled by clients.*drop \\?compile=client"):
+            boltgrad.Device[name]
+        reconnect(name)
+        assert (Tensor([1.0, 2.0], device=f"REMOTE:{srv.address}") * 2).tolist() == [2.0, 4.0]  # compiled there
+    finally:
+        reconnect(name)
+        reconnect(f"REMOTE:{srv.address}")
+        srv.shutdown()
