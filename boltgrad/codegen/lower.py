@@ -363,7 +363,7 @@ def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[t
     if len(ranges) >= 2:
         rows = ranges[-2]
         reuse = any(rows in t and inner not in t and any(r in t for r in reduce_ranges) for t in loads)
-        i = _tile_rows(int(rows.src[0].arg), max(int(r.src[0].arg) for r in reduce_ranges)) if reuse else 1
+        i = _tile_rows(int(rows.src[0].arg), prod(int(r.src[0].arg) for r in reduce_ranges)) if reuse else 1
         if reuse and opts.rows is not None:
             i = opts.rows if int(rows.src[0].arg) >= opts.rows else 1
         if i > 1:
@@ -377,6 +377,8 @@ def _tile_rows(extent: int, reduce_extent: int) -> int:
     of ``extent`` rows: little waste from 48 rows on); 4 or 2 rows otherwise."""
     if reduce_extent >= 64 and (extent % 6 == 0 and extent >= 12 or extent >= 48):
         return 6
+    if reduce_extent >= 64 and extent >= 8 and _factor(extent, (4, 2)) == 1:
+        return 4  # an odd number of rows (27 = 3 channels x 3 x 3): the last tile recomputes a row
     return _factor(extent, (4, 2))
 
 

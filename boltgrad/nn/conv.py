@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..autograd import with_gradient
+from ..helpers import prod
 from ..tensor import Tensor
 
 IntOrTuple = int | Sequence[int]
@@ -183,7 +184,13 @@ def conv_nd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, pad
     # (B, *out, G, 1, Cg, *k) times (G, O/G, Cg, *k), summed over (Cg, *k): rows (B, *out) by columns O, a
     # matmul whose operands are both contiguous along the reduce
     cols = cols.reshape((batch,) + out_spatial + (groups, 1, group_channels) + kernel)
-    w = weight.reshape((1,) * (1 + nd) + (groups, out_channels // groups, group_channels) + kernel)
+    w = weight.reshape((groups, out_channels // groups, group_channels) + kernel)
+    if group_channels * prod(kernel) < 32:
+        # a reduce too short for vector lanes (3 channels x 3 x 3) tiles along the output channels instead: the
+        # weight stored with them innermost, so each step of the reduce loads a run of them
+        order = [0, *range(2, 3 + nd), 1]
+        w = w.permute(order).contiguous().permute([order.index(i) for i in range(3 + nd)])
+    w = w.reshape((1,) * (1 + nd) + w.shape)
     out = (cols * w).sum(tuple(range(3 + nd, 4 + 2 * nd))).reshape((batch,) + out_spatial + (out_channels,))
     if bias is not None:
         if bias.shape != (out_channels,):

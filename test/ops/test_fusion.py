@@ -197,7 +197,8 @@ def test_training_step_is_a_bounded_number_of_kernels_and_the_loss_rides_along()
 
 def test_cnn_training_step_is_a_bounded_number_of_kernels():
     """The small Fashion-MNIST CNN (two convolutions with pooling, a linear layer; six parameters): forward and
-    backward are 26 kernels, Adam 4 more, not 24."""
+    backward are 28 kernels (the first convolution's 9-long reduce stores its weight with the output channels
+    innermost: a copy forward, and its gradient copied back into the flat gradient), Adam 4 more, not 24."""
     import numpy as np
 
     from boltgrad import nn
@@ -212,7 +213,7 @@ def test_cnn_training_step_is_a_bounded_number_of_kernels():
     x = Tensor(np.random.default_rng(0).standard_normal((8, 1, 8, 8)).astype(np.float32))
     y = Tensor(np.arange(8) % 10)
     flat, per_tensor = _step_kernels(cnn(), x, y), _step_kernels(cnn(), x, y, False)
-    assert flat == per_tensor - 6 * 4 + 4 and flat <= 30, (flat, per_tensor)
+    assert flat == per_tensor - 6 * 4 + 4 and flat <= 32, (flat, per_tensor)
 
 
 def test_a_reduce_read_by_two_kernels_is_computed_once():

@@ -195,6 +195,33 @@ def test_padded_conv_forward_matches_the_spec(width):
     _close(got, want, 27)
 
 
+@pytest.mark.parametrize("channels, out_channels", [(3, 32), (3, 5), (1, 16)])
+def test_short_reduce_conv_tiles_over_output_channels(channels, out_channels):
+    """3 channels x 3 x 3 = 27 is too short for reduce lanes: the weight is stored with the output channels
+    innermost, so the forward tiles 4 rows x up to 16 channels, and the weight gradient (27 rows: the last
+    tile recomputes a row) tiles too. Both exact against the PYTHON device."""
+    x, w, g = _arrays(channels, (2, channels, 9, 10), (out_channels, channels, 3, 3), (2, out_channels, 9, 10))
+
+    def fn(x, w, g):
+        w = w.detach().requires_grad_()
+        out = F.conv2d(x, w, padding=1)
+        (out * g).sum().backward()
+        return out.realize(), w.grad
+
+    cpu = fn(*[Tensor(a) for a in (x, w, g)])
+    spec = fn(*[Tensor(a, device="PYTHON") for a in (x, w, g)])
+    for a, b in zip(cpu, spec):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    tw = torch.from_numpy(w).requires_grad_()
+    out = torch.nn.functional.conv2d(torch.from_numpy(x), tw, padding=1)
+    (out * torch.from_numpy(g)).sum().backward()
+    _close(cpu[0].numpy(), out.detach().numpy(), 27)
+    _close(cpu[1].numpy(), tw.grad.numpy(), 180)
+    if out_channels % 16 == 0:
+        forward = _kernel_sources(F.conv2d(Tensor(x), Tensor(w), padding=1))
+        assert any("bolt_splat_f32x8(0.0f)" in src and "bolt_store_f32x8" in src for src in forward)  # a tile
+
+
 def test_padded_conv_kernel_uses_masked_loads():
     from boltgrad.nn.conv import sliding_windows
 
