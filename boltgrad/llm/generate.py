@@ -27,7 +27,10 @@ from ..tensor import Tensor
 from .model import Transformer
 
 TOP_P_BISECTIONS = 16  # halvings of the search for the top-p threshold: to 1/65536 of the largest probability
-MAX_RECORDINGS = 6  # jitted steps kept per model (a prefill and a decode step per sampling structure)
+MAX_RECORDINGS = 8  # jitted steps kept per model (prefill steps, and a decode step per span, per sampling structure)
+# the cache rows a decode step attends over: the smallest of these (or the whole context) past the position, so a
+# short generation in a long context reads 512 rows per layer, not ctx; one recording per span
+DECODE_SPANS = (512, 1024, 2048)
 # Prefill chunk lengths, longest first: a prompt goes through the longest chunk while at least half of one is
 # left, the rest through the short one (a short prompt costs a short chunk, not a long padded one)
 PREFILL_CHUNKS = (64, 8)
@@ -246,16 +249,26 @@ class Generator:
         self.steps[key] = self.steps.pop(key)  # now the most recently used
         return self.steps[key]
 
-    def step_fn(self, sampling: Sampling, use_jit: bool) -> Callable[..., Tensor]:
-        """The decode step: ``step(token (1, 1), pos)`` -> the next token (1, 1)."""
+    def span_for(self, position: int) -> int:
+        """The cache rows a decode step at ``position`` attends over (see DECODE_SPANS)."""
+        return next((s for s in DECODE_SPANS if position < s < self.model.ctx), self.model.ctx)
+
+    def step_key(self, sampling: Sampling, span: int) -> tuple:
+        return ("decode", span, sampling.structure)
+
+    def step_fn(self, sampling: Sampling, use_jit: bool, span: int | None = None) -> Callable[..., Tensor]:
+        """The decode step: ``step(token (1, 1), pos)`` -> the next token (1, 1), attending over the first
+        ``span`` rows of the cache (all of them by default); ``pos`` must be below ``span``."""
         model, history, knobs = self.model, self.history, self.knobs
+        span = span or model.ctx
 
         def step(token: Tensor, pos: Tensor) -> Tensor:
-            nxt = sample(model(token, start_pos=pos)[:, -1, :], sampling, history, knobs).reshape(-1, 1)
+            logits = model(token, start_pos=pos, span=span)[:, -1, :]
+            nxt = sample(logits, sampling, history, knobs).reshape(-1, 1)
             Tensor.realize_all(self.state(nxt, sampling))
             return nxt
 
-        return self._jitted(("decode", sampling.structure), step) if use_jit else step
+        return self._jitted(self.step_key(sampling, span), step) if use_jit else step
 
     def prefill_fn(self, sampling: Sampling, chunk: int) -> Callable[..., Tensor]:
         """The prefill step of ``chunk`` tokens: ``prefill(ids (1, chunk), start, last, final)`` writes the
@@ -331,7 +344,6 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
     stats.prompt_tokens = len(ids)
     gen = _generator(model)
     gen.prepare(sampling)
-    step = gen.step_fn(sampling, use_jit)
     eos = set(getattr(tokenizer, "eos_token_ids", ()) or ())
     decoder = _TextStream(tokenizer, stops)
 
@@ -345,11 +357,12 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
         token = sample(logits, sampling, gen.history, gen.knobs).reshape(1, 1)
         Tensor.realize_all(gen.state(token, sampling))
     position = len(ids)
+    recording = False
     for i in range(max_tokens):
         token_id = int(token.item())
         if i == 0:
             stats.prefill_s = time.perf_counter() - start
-        elif i >= 2:  # step 1 records the jitted step (or runs it plainly)
+        elif not recording:  # a step that records a jitted step (or its plain first run) is not timed
             stats.decode_s += time.perf_counter() - start
             stats.timed_steps += 1
         stats.generated = i + 1
@@ -362,7 +375,9 @@ def generate(model: Transformer, tokenizer: Any, prompt: str | list[int], max_to
             return
         yield GeneratedToken(token_id, text)
         start = time.perf_counter()
-        token = step(token, gen.pos.bind(position))
+        span = gen.span_for(position)
+        recording = not use_jit and i == 0 or use_jit and gen.step_key(sampling, span) not in gen.steps
+        token = gen.step_fn(sampling, use_jit, span)(token, gen.pos.bind(position))
         position += 1
 
 

@@ -132,7 +132,7 @@ class Attention(Module):
         self.cache_k: Tensor | None = None
         self.cache_v: Tensor | None = None
 
-    def forward(self, x: Tensor, start_pos: int | Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start_pos: int | Tensor, cos: Tensor, sin: Tensor, span: int | None = None) -> Tensor:
         cfg = self.cfg
         batch, length, _ = x.shape
         q = self.q_proj(x).reshape(batch, length, cfg.num_heads, cfg.head_dim)
@@ -151,6 +151,8 @@ class Attention(Module):
             if start_pos + length > ctx:
                 raise ValueError(f"attention: positions up to {start_pos + length} do not fit the context of {ctx}")
             keys, values = keys[:, :, : start_pos + length], values[:, :, : start_pos + length]
+        elif span is not None and span < ctx:  # a position known only at run time, below ``span``
+            keys, values = keys[:, :, :span], values[:, :, :span]
         query_pos = Tensor.arange(length, device=x.device).reshape(length, 1) + start_pos
         mask = Tensor.arange(keys.shape[2], device=x.device).reshape(1, -1) <= query_pos  # (T, S)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
@@ -176,10 +178,10 @@ class Block(Module):
         self.post_attention_layernorm = RMSNorm(get("post_attention_layernorm.weight"), cfg.rms_norm_eps)
         self.mlp = MLP(_prefixed(get, "mlp."), _prefixed(get_opt, "mlp."))
 
-    def forward(self, x: Tensor, start_pos: int | Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def forward(self, x: Tensor, start_pos: int | Tensor, cos: Tensor, sin: Tensor, span: int | None = None) -> Tensor:
         # the residual stream is stored after each step: every later kernel reads it instead of recomputing
         # the projections that produced it
-        x = (x + self.self_attn(self.input_layernorm(x), start_pos, cos, sin)).contiguous()
+        x = (x + self.self_attn(self.input_layernorm(x), start_pos, cos, sin, span)).contiguous()
         return (x + self.mlp(self.post_attention_layernorm(x))).contiguous()
 
 
@@ -237,10 +239,13 @@ class Transformer(Module):
             out += [block.self_attn.cache_k, block.self_attn.cache_v]
         return out
 
-    def forward(self, ids: Tensor, start_pos: int | Tensor = 0, last: int | Tensor | None = None) -> Tensor:
+    def forward(self, ids: Tensor, start_pos: int | Tensor = 0, last: int | Tensor | None = None,
+                span: int | None = None) -> Tensor:  # fmt: skip
         """Logits (B, T, vocab) of every position of ``ids`` (B, T); with ``last`` (an int or a 0-d int tensor,
         such as a Variable) only those of position ``last`` of ``ids``, (B, 1, vocab): the output matrix is
-        multiplied with one row, not T."""
+        multiplied with one row, not T. ``span``: with a ``start_pos`` known only at run time, the caller's
+        promise that ``start_pos + T <= span``; attention then reads the first ``span`` rows of the cache, not
+        all ``ctx`` (a decode step recorded per span costs what the position needs, not the whole context)."""
         if ids.ndim != 2 or ids.dtype.is_float:
             raise ValueError(f"Transformer: expected integer ids of shape (batch, seq), got {ids.dtype.name} "
                              f"{ids.shape}")  # fmt: skip
@@ -255,7 +260,7 @@ class Transformer(Module):
         cos, sin = angles.cos().contiguous(), angles.sin().contiguous()  # once, not inside every layer's kernels
         x = self.model.embed_tokens(ids)
         for block in self.model.layers:
-            x = block(x, start_pos, cos, sin)
+            x = block(x, start_pos, cos, sin, span)
         if last is not None:
             x = x[:, last].reshape(batch, 1, -1)
         return self.lm_head(self.model.norm(x))

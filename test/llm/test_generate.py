@@ -189,3 +189,18 @@ def test_new_sampling_values_replay_the_same_recording(tiny):
                                       stop_at_eos=False)]  # fmt: skip
     assert got == expected
     assert {key: step.captured for key, step in gen.steps.items()} == recorded  # no new recording
+
+
+def test_decode_steps_attend_over_a_span_of_the_cache_and_switch_at_its_end(tiny, monkeypatch):
+    """A decode step reads the first ``span`` cache rows past its position (spans of 16 and 32 here, in a cache
+    of 64): the tokens of a generation that crosses from one span into the next equal transformers', and each
+    span is one recording."""
+    ref, model = tiny
+    monkeypatch.setattr(importlib.import_module("boltgrad.llm.generate"), "DECODE_SPANS", (16, 32))
+    model.__dict__.pop("_generator", None)
+    prompt = [1] + np.random.default_rng(9).integers(2, 1000, size=11).tolist()  # decoding from position 12
+    got = [t.id for t in llm.generate(model, None, prompt, max_tokens=30, stop_at_eos=False)]
+    assert got == greedy_reference(ref, prompt, 30)
+    gen = model.__dict__["_generator"]
+    assert sorted(key[1] for key in gen.steps if key[0] == "decode") == [16, 32, 64]
+    model.__dict__.pop("_generator", None)
