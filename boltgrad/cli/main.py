@@ -3,7 +3,7 @@
 boltgrad doctor          which devices work on this machine, which don't and why, and the fix
 boltgrad train           train a model on Fashion-MNIST (see ``cli/train.py``)
 boltgrad device-server   serve this machine's devices to REMOTE clients (see ``remote/server.py``)
-boltgrad pull | generate | chat   run a local language model (see ``cli/llm.py``)
+boltgrad pull | generate | chat | serve   run or serve a local language model (see ``cli/llm.py``)
 """
 
 from __future__ import annotations
