@@ -81,12 +81,17 @@ def realized_as(node: Node) -> Node | None:
     if view is None or any(buf.version != v for buf, v in versions):
         del _realized[node]
         return None
+    if device_of(view) != device_of(node):  # equal graphs on two devices: each device keeps its own value
+        return None
     return view
 
 
 def record_realized(node: Node, view: Node, versions: tuple[tuple[Buffer, int], ...], weak: bool = False) -> None:
-    """Remember that ``node``'s value is in ``view`` (held weakly with ``weak``: the record lasts while it lives)."""
-    _realized[node] = (weakref.ref(view) if weak else view, versions)
+    """Remember that ``node``'s value is in ``view`` (held weakly with ``weak``: the record lasts while it lives).
+    A graph of no device (a Variable's expression) is not remembered: which device's buffer would stand for it
+    depends on the graph that reads it."""
+    if device_of(node):
+        _realized[node] = (weakref.ref(view) if weak else view, versions)
 
 
 def input_versions(node: Node) -> tuple[tuple[Buffer, int], ...]:
