@@ -31,6 +31,7 @@ from .schedule.schedule import as_contiguous_buffer, buffer_view, device_of, inp
 from .tensor_create import CreationMixin
 from .tensor_gather import GatherMixin
 from .tensor_index import IndexMixin
+from .tensor_inplace import InplaceMixin
 from .tensor_math import MathMixin
 from .tensor_movement import MovementMixin
 from .tensor_nn import NNMixin
@@ -107,7 +108,16 @@ _holders: weakref.WeakKeyDictionary[Buffer, dict[int, weakref.ref]] = weakref.We
 
 
 class Tensor(
-    CreationMixin, SpecialMixin, MathMixin, MovementMixin, ReduceMixin, IndexMixin, GatherMixin, SortMixin, NNMixin
+    CreationMixin,
+    SpecialMixin,
+    MathMixin,
+    MovementMixin,
+    ReduceMixin,
+    IndexMixin,
+    GatherMixin,
+    SortMixin,
+    NNMixin,
+    InplaceMixin,
 ):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
@@ -461,84 +471,6 @@ class Tensor(
         target = buffer_view(Node(Op.BUFFER, buf.dtype, (), fresh), self.shape)
         self.node = Node(Op.ASSIGN, self.dtype, (target, self.node))
         self.realize()
-
-    def _inplace(self, value: Any) -> Tensor:
-        """``assign`` for the in-place methods, which torch forbids on a leaf that requires grad."""
-        if self._leaf_grad and autograd.is_grad_enabled():
-            raise RuntimeError(
-                "a leaf tensor that requires grad is used in an in-place operation; do it under boltgrad.no_grad(), "
-                "or call .assign() to overwrite the leaf's value"
-            )
-        return self.assign(value)
-
-    def add_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self._inplace(self.add(other, alpha=alpha))
-
-    def sub_(self, other: Any, alpha: Any = 1) -> Tensor:
-        return self._inplace(self.sub(other, alpha=alpha))
-
-    def mul_(self, other: Any) -> Tensor:
-        return self._inplace(self * other)
-
-    def div_(self, other: Any) -> Tensor:
-        return self._inplace(self / other)
-
-    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 - torch's names
-        return self._inplace(self.clamp(min, max))
-
-    def zero_(self) -> Tensor:
-        return self._inplace(self._const_like(0))
-
-    def fill_(self, value: Any) -> Tensor:
-        return self._inplace(self._const_like(value))
-
-    def copy_(self, src: Any) -> Tensor:
-        return self._inplace(src)
-
-    def abs_(self) -> Tensor:
-        return self._inplace(self.abs())
-
-    def neg_(self) -> Tensor:
-        return self._inplace(-self)
-
-    def square_(self) -> Tensor:
-        return self._inplace(self.square())
-
-    def sqrt_(self) -> Tensor:
-        return self._inplace(self.sqrt())
-
-    def exp_(self) -> Tensor:
-        return self._inplace(self.exp())
-
-    def log_(self) -> Tensor:
-        return self._inplace(self.log())
-
-    def relu_(self) -> Tensor:
-        return self._inplace(self.relu())
-
-    def sigmoid_(self) -> Tensor:
-        return self._inplace(self.sigmoid())
-
-    def tanh_(self) -> Tensor:
-        return self._inplace(self.tanh())
-
-    def pow_(self, exponent: Any) -> Tensor:
-        return self._inplace(self.pow(exponent))
-
-    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
-        return self._inplace(self.masked_fill(mask, value))
-
-    def __iadd__(self, other: Any) -> Tensor:
-        return self.add_(other)
-
-    def __isub__(self, other: Any) -> Tensor:
-        return self.sub_(other)
-
-    def __imul__(self, other: Any) -> Tensor:
-        return self.mul_(other)
-
-    def __itruediv__(self, other: Any) -> Tensor:
-        return self.div_(other)
 
     def cpu(self) -> Tensor:
         return self.to("CPU")
