@@ -40,7 +40,8 @@ def manual_seed(seed: int) -> None:
 
 
 def const_node(value: Any, dtype: DType, device: str) -> Node:
-    """A scalar constant living on ``device`` (shape ())."""
+    """A scalar constant living on ``device`` (shape ()); on no device with ``device=""`` (beside a Variable: the
+    kernel that reads it decides where it is computed)."""
     return Node(Op.CONST, dtype, (Node(Op.DEVICE, dtype, (), device),), dtypes.cast_scalar(value, dtype))
 
 

@@ -71,7 +71,8 @@ class MathMixin:
         from .tensor_create import const_node
 
         dt = dtype or me.dtype
-        out = me._from_node(const_node(value, dt, me.device))
+        # a constant beside a graph of Variables only is of no device either: the graph stays at home anywhere
+        out = me._from_node(const_node(value, dt, device_of(me.node)))
         target = me.shape if shape is None else shape
         return out.reshape((1,) * len(target)).expand(target) if target else out
 

@@ -15,7 +15,9 @@ Weights are given, not initialised: each is a float Tensor (any float dtype; com
 ``QuantizedWeight`` kept packed and dequantized inside the matmul kernels.
 
 The KV cache of each layer is a pair of tensors of the full context length (B, kv_heads, ctx, head_dim),
-allocated on the first call and written with ``assign``. ``start_pos`` is where ``ids`` start in it: a Python
+allocated on the first call and written with ``assign``. It holds ``Transformer.kv_dtype``: float16 for a model
+with quantized weights (as llama.cpp does: half the memory, and half the bytes a decode step reads from the cache),
+else float32; attention computes in float32 either way. ``start_pos`` is where ``ids`` start in it: a Python
 int (prefill, or plain decoding) or a ``boltgrad.Variable`` (a jitted decode step, one recording for every
 position: the step attends over the whole cache and masks what lies past the position).
 """
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .. import float32
+from .. import float16, float32
+from ..ir.dtypes import DType
 from ..nn import Module, ModuleList
 from ..nn import functional as F
 from ..tensor import Tensor
@@ -144,8 +147,8 @@ class Attention(Module):
         # k and v are computed once into buffers: the cache write reads them at every position of the cache
         q, k, v = rotate(q, cos, sin).contiguous(), rotate(k, cos, sin).contiguous(), v.contiguous()
         assert self.cache_k is not None and self.cache_v is not None
-        keys = write_rows(self.cache_k, k, start_pos)
-        values = write_rows(self.cache_v, v, start_pos)
+        keys = write_rows(self.cache_k, k.cast(self.cache_k.dtype), start_pos).cast(float32)
+        values = write_rows(self.cache_v, v.cast(self.cache_v.dtype), start_pos).cast(float32)
         ctx = keys.shape[2]
         if isinstance(start_pos, int):  # attend over the filled part only
             if start_pos + length > ctx:
@@ -221,6 +224,8 @@ class Transformer(Module):
             head = self.model.embed_tokens.table
         self.lm_head = Linear(head)
         self.inv_freq = Tensor(cfg.inv_freq(), dtype=float32, device=device)
+        quantized = any(hasattr(m, "qweight") for m in self.modules())
+        self.kv_dtype: DType = float16 if quantized else float32  # the KV cache's; reset_cache() after changing it
         self.cache_batch = 0
 
     def reset_cache(self, batch: int = 1, ctx: int | None = None) -> None:
@@ -229,8 +234,8 @@ class Transformer(Module):
         cfg = self.config
         shape = (batch, cfg.num_kv_heads, self.ctx, cfg.head_dim)
         for block in self.model.layers:
-            block.self_attn.cache_k = _zeroed(shape, self.device)
-            block.self_attn.cache_v = _zeroed(shape, self.device)
+            block.self_attn.cache_k = _zeroed(shape, self.kv_dtype, self.device)
+            block.self_attn.cache_v = _zeroed(shape, self.kv_dtype, self.device)
         self.cache_batch = batch
 
     def caches(self) -> list[Tensor]:
@@ -266,13 +271,13 @@ class Transformer(Module):
         return self.lm_head(self.model.norm(x))
 
 
-def _zeroed(shape: tuple[int, ...], device: str) -> Tensor:
-    """A float32 tensor of zeros in memory of its own. (``zeros(shape).contiguous()`` made twice is one node and
+def _zeroed(shape: tuple[int, ...], dtype: DType, device: str) -> Tensor:
+    """A tensor of zeros in memory of its own. (``zeros(shape).contiguous()`` made twice is one node and
     so one buffer: two caches made that way would be the same memory.)"""
     count = 1
     for s in shape:
         count *= s
-    return Tensor(bytes(4 * count), dtype=float32, device=device).reshape(shape)
+    return Tensor(bytes(dtype.itemsize * count), dtype=dtype, device=device).reshape(shape)
 
 
 def _prefixed(get: Callable[[str], Weight | None], prefix: str) -> Callable[[str], Weight | None]:

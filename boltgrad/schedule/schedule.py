@@ -109,20 +109,21 @@ def as_contiguous_buffer(n: Node) -> Node | None:
 
 
 def device_of(n: Node) -> str:
-    """The device a graph computes on: that of its buffers and constants; a COPY names its target device."""
+    """The device a graph computes on: that of its buffers and constants; a COPY names its target device. "" for a
+    graph of Variables and constants of no device, which computes wherever the graph that reads it does."""
     x = n
     while x.src and x.op is not Op.COPY:  # usually the first sources lead to a buffer or a constant's device
         x = x.src[0]
     if x.op is Op.BUFFER:
         return x.arg.device
-    if x.op in (Op.COPY, Op.DEVICE):
+    if x.op in (Op.COPY, Op.DEVICE) and x.arg:
         return x.arg
     stack, seen = [n], set()
     while stack:
         x = stack.pop()
         if x.op is Op.BUFFER:
             return x.arg.device
-        if x.op in (Op.COPY, Op.DEVICE):
+        if x.op in (Op.COPY, Op.DEVICE) and x.arg:
             return x.arg
         for s in x.src:
             if s not in seen:
@@ -420,6 +421,7 @@ def create_schedule(targets: list[Node]) -> Schedule:
         raise RuntimeError("schedule: assigns in one realize read each other's targets in a way that cannot be ordered")
     sched = Schedule()
     buffers: dict[Node, Buffer] = {}
+    devices = _kernel_devices(order, chosen, bodies)
 
     for n in order:
         if n.op is Op.COPY:
@@ -432,7 +434,7 @@ def create_schedule(targets: list[Node]) -> Schedule:
             out = _target_buffer(n)
             sched.on_commit.append(functools.partial(_bump_version, out))
         else:
-            out = Buffer(device_of(n) or Device_.DEFAULT, prod(n.shape), n.dtype)
+            out = Buffer(devices[n], prod(n.shape), n.dtype)
         buffers[n] = out
         sched.items.append(_kernel_item(n, out, chosen, buffers, bodies[n]))
         sched.items[-1].overwrites = n.op is Op.ASSIGN
@@ -448,6 +450,18 @@ def create_schedule(targets: list[Node]) -> Schedule:
             assert buf_node is not None
             sched.outputs[t] = buf_node.arg
     return sched
+
+
+def _kernel_devices(order: list[Node], chosen: set[Node], bodies: dict[Node, list[Node]]) -> dict[Node, str]:
+    """The device of each kernel: its graph's, or for a graph of no device (an expression of Variables that is
+    stored, such as an index read twice) the device of the kernel that reads it (the default device if none)."""
+    devices = {n: device_of(n) for n in order}
+    for n in reversed(order):  # readers before what they read
+        devices[n] = devices[n] or Device_.DEFAULT
+        for m in bodies.get(n, ()):
+            if m in chosen and m is not n and not devices.get(m, "x"):
+                devices[m] = devices[n]
+    return devices
 
 
 def _bump_version(buf: Buffer) -> None:

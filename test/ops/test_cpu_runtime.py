@@ -113,8 +113,14 @@ def logged_chunks(device, log: int) -> list[tuple[int, int]]:
     return sorted(zip(entries[1 : 1 + 2 * entries[0] : 2], entries[2 : 2 + 2 * entries[0] : 2]))
 
 
+def chunks_per_thread() -> int:
+    from boltgrad.device.cpu import RUNTIME_SOURCE
+
+    return int(re.search(r"#define BOLT_CHUNKS_PER_THREAD (\d+)", RUNTIME_SOURCE.read_text()).group(1))
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_large_launch_is_split_into_one_chunk_per_thread(make_device, threads):
+def test_large_launch_is_split_into_a_few_chunks_per_thread(make_device, threads):
     device = make_device(threads)
     assert device.threads == threads
     kernel = device.program(device.compiler.compile(KERNELS), "scale_add_index")
@@ -126,14 +132,15 @@ def test_large_launch_is_split_into_one_chunk_per_thread(make_device, threads):
     result = download(device, out, "f", n)
     assert result == array("f", [(i % 7 - 3) * 2 + i for i in range(n)])  # exact: all values below 2**24
     chunks = logged_chunks(device, log)
-    assert len(chunks) == threads
+    assert len(chunks) == (1 if threads == 1 else threads * chunks_per_thread())
     assert chunks[0][0] == 0 and chunks[-1][1] == n
-    assert all(chunks[i][1] == chunks[i + 1][0] for i in range(threads - 1))  # contiguous, no gaps or overlaps
+    assert all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))  # contiguous, no gaps or overlaps
     assert max(end - start for start, end in chunks) - min(end - start for start, end in chunks) <= 1
 
 
-@pytest.mark.parametrize(("size", "cost", "expected_calls"), [(100, 1, 1), (1, 10**9, 1), (100, 10**6, 3)])
+@pytest.mark.parametrize(("size", "cost", "expected_calls"), [(100, 1, 1), (1, 10**9, 1), (100, 10**6, 6), (5, 10**6, 5)])
 def test_small_work_runs_in_one_call(device, kernels, size, cost, expected_calls):
+    assert chunks_per_thread() == 2  # expected_calls: 3 threads * 2 chunks, or one chunk per outer iteration
     a = upload(device, array("f", [1.0] * size))
     out = device.allocator.alloc(4 * size)
     log = upload(device, array("q", bytes(8 * 129)))
@@ -163,6 +170,24 @@ def test_dependent_launches_run_in_order(device, kernels):
             "d", [(values[n - 1 - i] + 1) * 2 + expected_total for i in range(n)]
         )
         device.allocator.free(a, 8 * n)
+
+
+def test_long_chains_of_dependent_launches_see_every_write(device, kernels):
+    # 3 threads on 2 cores: a thread descheduled mid-list must still hold back every launch after its chunk.
+    n = 40_000  # just parallel: chunks are short, so threads race from launch to launch
+    x, y = upload(device, array("d", [float(i) for i in range(n)])), device.allocator.alloc(8 * n)
+    total = device.allocator.alloc(8)
+    steps = []
+    for i in range(60):  # x -> y -> x ... with a serial launch reading the whole buffer every few steps
+        src, dst = (x, y) if i % 2 == 0 else (y, x)
+        steps.append(Launch(kernels["add_one"], (dst, src), (), size=n))
+        if i % 7 == 3:
+            steps.append(Launch(kernels["total"], (total, dst), (n,), size=1))
+    for trial in range(20):
+        device.run(steps)
+        got = download(device, x, "d", n)
+        assert got == array("d", [float(i + 60 * (trial + 1)) for i in range(n)])
+    assert download(device, total, "d", 1)[0] == sum(got)  # the last serial launch summed x after the last step
 
 
 def test_compile_error_shows_compiler_message_and_source_path(device):

@@ -97,3 +97,18 @@ def test_backward_after_reading_the_loss():
     loss.backward()
     assert x.grad.tolist() == [2.0, 4.0]
     Tensor.realize_all([x.grad, x.grad])  # the same tensor twice is fine
+
+
+def test_an_expression_of_variables_computes_on_the_device_of_its_reader():
+    # constants beside a Variable are of no device, and a stored expression of Variables goes where it is read:
+    # realized first as a CPU value, the same graph read by a PYTHON kernel must not hand it the CPU buffer
+    last = boltgrad.Variable("engine_last", 0, 3).bind(2)
+    index = (last * 2 - 1).contiguous()
+    assert index.item() == 3  # on the default device, and remembered there
+    for device in ("CPU", "PYTHON"):
+        x = Tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]], device=device)
+        y = x + (last * 2 - 1).contiguous()
+        sched = create_schedule([y.node])
+        assert {b.device for item in sched.items for b in item.buffers} == {device}
+        assert y.tolist() == [[4.0, 5.0], [6.0, 7.0], [8.0, 9.0], [10.0, 11.0]]
+        assert x[last].tolist() == [5.0, 6.0]

@@ -6,9 +6,13 @@
  *     void kernel(void **bufs, const int64_t *vars, int64_t start, int64_t end);
  *
  * bolt_run() executes a whole list of launches in one native call, in order, each seeing the writes of the ones
- * before it. A launch with little work runs on the calling thread; a larger one is cut into one contiguous
- * chunk per thread. Workers spin for a short while after a job (so back-to-back jobs skip the wake-up cost) and
- * then sleep on a condition variable (so an idle process costs no CPU).
+ * before it. A launch with little work is one *unit* of work (a run of such launches is one unit, run in order
+ * by one thread); a larger one is cut into a few contiguous chunks per thread, each a unit. The units of the list
+ * are numbered in order, and the threads take numbers from one shared counter (work sharing), so a thread the
+ * OS has descheduled holds up only the chunk it has, not every launch after it. A unit of launch i starts once
+ * every unit before launch i has finished: one counter of finished units says so, and no thread ever waits for
+ * another to *arrive* anywhere. Workers spin for a short while after a job (so back-to-back jobs skip the
+ * wake-up cost) and then sleep on a condition variable (so an idle process costs no CPU).
  *
  * The file is self-contained (no header needed to build it) and uses only C11 atomics and POSIX threads, so
  * gcc and clang build it on Linux and macOS alike. Everything platform-specific sits in the first section.
@@ -75,6 +79,8 @@ void bolt_free(void *ptr);
 #define BOLT_SPIN_NS 200000
 /* Rounds of pure spinning (a pause each, a few microseconds in all) before a waiter starts yielding its core. */
 #define BOLT_PURE_SPINS 2048
+/* Chunks per thread of a parallel launch: more lets a thread that got less of the machine take fewer of them. */
+#define BOLT_CHUNKS_PER_THREAD 2
 
 /* ---------------------------------------------------------------- pool state ------------------------------------ */
 
@@ -83,9 +89,11 @@ typedef struct {
   _Alignas(BOLT_CACHE_LINE) atomic_uint value;
 } bolt_padded_counter;
 
-static bolt_padded_counter job_epoch;    /* bumped once per parallel job (and to stop the workers) */
-static bolt_padded_counter barrier_gen;  /* bumped each time all threads meet at the barrier */
-static bolt_padded_counter barrier_seen; /* how many threads have reached the current barrier */
+static bolt_padded_counter job_epoch;   /* bumped once per parallel job (and to stop the workers) */
+static bolt_padded_counter next_unit;   /* the next unit of the current job a thread may take */
+static bolt_padded_counter units_done;  /* units of the current job that have finished */
+static bolt_padded_counter job_open;    /* 1 while threads may join the current job */
+static bolt_padded_counter job_members; /* workers inside the current job (they read its launch list) */
 static atomic_int sleepers;              /* threads inside pthread_cond_wait, or about to be */
 static atomic_int stop_workers;
 
@@ -105,6 +113,7 @@ static pthread_t workers[BOLT_MAX_THREADS];
 static const bolt_launch *job_launches;
 static int64_t job_count;
 static int job_threads;
+static unsigned job_units;
 
 /* ---------------------------------------------------------------- waiting --------------------------------------- */
 
@@ -153,14 +162,12 @@ static void bolt_bump(atomic_uint *counter) {
   }
 }
 
-/* All pool_size threads meet here; every write made before the barrier is visible after it. */
-static void bolt_barrier(int nthreads) {
-  unsigned gen = atomic_load_explicit(&barrier_gen.value, memory_order_acquire);
-  if (atomic_fetch_add_explicit(&barrier_seen.value, 1, memory_order_acq_rel) == (unsigned)nthreads - 1) {
-    atomic_store_explicit(&barrier_seen.value, 0, memory_order_relaxed);
-    bolt_bump(&barrier_gen.value); /* seq_cst: orders the reset above before the release of the others */
-  } else {
-    bolt_wait_change(&barrier_gen.value, gen);
+/* Wait until the counter, which only grows within a job, has reached target (wrapping arithmetic). */
+static void bolt_wait_reach(atomic_uint *counter, unsigned target) {
+  for (;;) {
+    unsigned now = atomic_load_explicit(counter, memory_order_acquire);
+    if ((int)(now - target) >= 0) return;
+    bolt_wait_change(counter, now);
   }
 }
 
@@ -174,42 +181,76 @@ static inline int bolt_is_parallel(const bolt_launch *launch) {
   return launch->size * cost >= BOLT_MIN_PARALLEL_WORK;
 }
 
-/* Thread tid of nthreads takes one contiguous chunk; the first size % nthreads chunks are one longer. */
-static inline void bolt_run_chunk(const bolt_launch *launch, int tid, int nthreads) {
-  int64_t base = launch->size / nthreads, extra = launch->size % nthreads;
-  int64_t start = tid * base + (tid < extra ? tid : extra);
-  int64_t end = start + base + (tid < extra ? 1 : 0);
+/* A span of the list: launches [first, end) and units [base, base + units). A parallel launch is a span of its
+ * own, one unit per chunk; a run of serial launches is a span of one unit. */
+typedef struct {
+  int64_t first, end;
+  unsigned base, units;
+} bolt_span;
+
+static inline unsigned bolt_chunks(const bolt_launch *launch, int nthreads) {
+  int64_t most = (int64_t)nthreads * BOLT_CHUNKS_PER_THREAD;
+  return (unsigned)(launch->size < most ? launch->size : most);
+}
+
+/* Step *span to the next span of the list (units == 0 past its end). Every thread steps through the same spans. */
+static void bolt_next_span(const bolt_launch *launches, int64_t count, int nthreads, bolt_span *span) {
+  span->first = span->end;
+  span->base += span->units;
+  span->units = 0;
+  if (span->first >= count) return;
+  if (bolt_is_parallel(&launches[span->first])) {
+    span->end = span->first + 1;
+    span->units = bolt_chunks(&launches[span->first], nthreads);
+    return;
+  }
+  span->end = span->first;
+  while (span->end < count && !bolt_is_parallel(&launches[span->end])) span->end++;
+  span->units = 1;
+}
+
+/* Chunk c of n of the launch: contiguous, the first size % n one longer. */
+static inline void bolt_run_chunk(const bolt_launch *launch, int64_t c, int64_t n) {
+  int64_t base = launch->size / n, extra = launch->size % n;
+  int64_t start = c * base + (c < extra ? c : extra);
+  int64_t end = start + base + (c < extra ? 1 : 0);
   if (start < end) launch->fn(launch->bufs, launch->vars, start, end);
 }
 
-/* Every thread of the pool walks the same list and takes the same decisions, so they agree on the barriers
- * without talking. A barrier separates two launches when either is parallel; consecutive serial launches all run
- * on thread 0 and need none. The final barrier tells the caller the workers are done with the list. */
-static void bolt_run_list(int tid, int nthreads, const bolt_launch *launches, int64_t count) {
-  /* No barrier before the first launch: the workers acquired the caller's earlier writes with the job. */
-  int previous_parallel = 0;
-  for (int64_t i = 0; i < count; i++) {
-    const bolt_launch *launch = &launches[i];
-    int parallel = bolt_is_parallel(launch);
-    if (parallel || previous_parallel) bolt_barrier(nthreads);
-    if (parallel) {
-      bolt_run_chunk(launch, tid, nthreads);
-    } else if (tid == 0 && launch->size > 0) {
-      launch->fn(launch->bufs, launch->vars, 0, launch->size);
+/* Take units of the current job until none are left. Units are numbered in list order, so "every unit before
+ * this span has finished" is "units_done has reached the span's base": a unit of a span can only start once
+ * the count has reached its base, so the count cannot reach it through units of later spans. */
+static void bolt_work(const bolt_launch *launches, int64_t count, int nthreads, unsigned total) {
+  bolt_span span = {0, 0, 0, 0};
+  bolt_next_span(launches, count, nthreads, &span);
+  for (;;) {
+    unsigned unit = atomic_fetch_add_explicit(&next_unit.value, 1, memory_order_relaxed);
+    if (unit >= total) return;
+    while (unit >= span.base + span.units) bolt_next_span(launches, count, nthreads, &span);
+    bolt_wait_reach(&units_done.value, span.base);
+    if (span.end == span.first + 1 && bolt_is_parallel(&launches[span.first])) {
+      bolt_run_chunk(&launches[span.first], unit - span.base, span.units);
+    } else {
+      for (int64_t i = span.first; i < span.end; i++) {
+        if (launches[i].size > 0) launches[i].fn(launches[i].bufs, launches[i].vars, 0, launches[i].size);
+      }
     }
-    previous_parallel = parallel;
+    bolt_bump(&units_done.value); /* seq_cst: publishes the unit's writes to whoever waits for the count */
   }
-  bolt_barrier(nthreads);
 }
 
 static void *bolt_worker_main(void *arg) {
-  int tid = (int)(intptr_t)arg;
+  (void)arg;
   unsigned seen = workers_epoch0; /* not a fresh load: a job may be published before this thread first runs */
   for (;;) {
     bolt_wait_change(&job_epoch.value, seen);
     seen = atomic_load_explicit(&job_epoch.value, memory_order_acquire);
     if (atomic_load(&stop_workers)) break;
-    bolt_run_list(tid, job_threads, job_launches, job_count);
+    /* Join, then check the job is still open: the caller closes it and then waits for the members to leave, so
+     * either it sees this thread as a member or this thread sees the job closed (both sides are seq_cst). */
+    atomic_fetch_add(&job_members.value, 1);
+    if (atomic_load(&job_open.value)) bolt_work(job_launches, job_count, job_threads, job_units);
+    atomic_fetch_sub(&job_members.value, 1);
   }
   return NULL;
 }
@@ -228,7 +269,6 @@ static void bolt_stop_workers_locked(void) {
 
 static void bolt_start_workers_locked(void) {
   workers_epoch0 = atomic_load(&job_epoch.value);
-  atomic_store(&barrier_seen.value, 0);
   int started = 0;
   int wanted = atomic_load(&wanted_threads);
   for (int i = 1; i < wanted; i++) {
@@ -295,11 +335,22 @@ BOLT_EXPORT void bolt_run(const bolt_launch *launches, int64_t count) {
   pthread_mutex_lock(&run_mutex);
   if (workers_running + 1 < atomic_load(&wanted_threads)) bolt_start_workers_locked(); /* first job after fork */
   int nthreads = atomic_load(&pool_size);
+  bolt_span span = {0, 0, 0, 0};
+  unsigned total = 0;
+  for (bolt_next_span(launches, count, nthreads, &span); span.units; bolt_next_span(launches, count, nthreads, &span))
+    total += span.units;
   job_launches = launches;
   job_count = count;
   job_threads = nthreads;
+  job_units = total;
+  atomic_store(&next_unit.value, 0);
+  atomic_store(&units_done.value, 0);
+  atomic_store(&job_open.value, 1);
   if (nthreads > 1) bolt_bump(&job_epoch.value);
-  bolt_run_list(0, nthreads, launches, count);
+  bolt_work(launches, count, nthreads, total);
+  bolt_wait_reach(&units_done.value, total);
+  atomic_store(&job_open.value, 0);
+  while (atomic_load(&job_members.value) != 0) sched_yield(); /* late joiners find no unit left and leave */
   pthread_mutex_unlock(&run_mutex);
 }
 
