@@ -269,6 +269,20 @@ class CPUAllocator(CachingAllocator):
         return _view(handle, nbytes)
 
 
+def return_free_memory() -> None:
+    """Hand the C library's free heap memory back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Loading a model frees many blocks of many sizes (staging copies, the parsed metadata); the heap keeps them
+    for reuse and they count as resident until returned."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): its allocator returns memory its own way
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+
+
 def _view(address: int, nbytes: int) -> memoryview:
     return memoryview((ctypes.c_char * nbytes).from_address(address)).cast("B")
 

@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any
 
+from ..device.cpu import return_free_memory
 from .config import ModelConfig, RopeScaling
 from .generate import GeneratedToken, GenerationStats, Sampling, generate, sample
 from .gguf import GGUFFile
@@ -68,13 +69,17 @@ def load(path_or_name: str | os.PathLike[str], device: str = "CPU", ctx: int | N
     path = resolve(path_or_name)
     if os.path.isdir(path):
         model = load_hf_folder(path, device=device, ctx=ctx, progress=progress)
-        return model, Tokenizer.from_folder(path, _folder_eos_ids(path, model.config))
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic == b"GGUF":
+        tokenizer = Tokenizer.from_folder(path, _folder_eos_ids(path, model.config))
+    else:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"GGUF":
+            raise ValueError(f"model {path}: not a GGUF file (starts with {magic!r}) nor a model folder")
         model, gguf = load_gguf(path, device=device, ctx=ctx, progress=progress)
-        return model, Tokenizer.from_gguf(gguf.metadata)
-    raise ValueError(f"model {path}: not a GGUF file (starts with {magic!r}) nor a model folder")
+        tokenizer = Tokenizer.from_gguf(gguf.metadata)
+        del gguf  # its metadata (the vocabulary as Python strings) is in the tokenizer now
+    return_free_memory()  # staging copies of the weights, the parsed metadata: about 10 MB of SmolLM2's RSS
+    return model, tokenizer
 
 
 def _folder_eos_ids(folder: str, cfg: ModelConfig) -> tuple[int, ...]:
