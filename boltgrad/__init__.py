@@ -27,7 +27,7 @@ from .ir.dtypes import (
     uint32,
 )
 from .jit import jit
-from .tensor import Tensor, synchronize
+from .tensor import Tensor, empty_cache, synchronize
 from .tensor_create import bernoulli, manual_seed, multinomial, normal, randperm
 from .tensor_nn import einsum
 from .tensor_reduce import cat, hstack, stack, vstack
@@ -119,7 +119,8 @@ del _name
 
 
 __all__ = [
-    "Tensor", "Variable", "Device", "DType", "stats", "manual_seed", "synchronize", "cat", "stack", "hstack", "vstack",
+    "Tensor", "Variable", "Device", "DType", "stats", "manual_seed", "synchronize", "empty_cache", "cat", "stack",
+    "hstack", "vstack",
     "where", "matmul",
     "einsum", "randperm", "bernoulli", "multinomial", "normal",
     "CompileError", "DeviceLost", "DeviceUnavailable", "promote_types",

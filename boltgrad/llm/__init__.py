@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any
 
-from ..device.cpu import return_free_memory
+from ..tensor import empty_cache
 from .config import ModelConfig, RopeScaling
 from .generate import GeneratedToken, GenerationStats, Sampling, generate, sample
 from .gguf import GGUFFile
@@ -78,7 +78,7 @@ def load(path_or_name: str | os.PathLike[str], device: str = "CPU", ctx: int | N
         model, gguf = load_gguf(path, device=device, ctx=ctx, progress=progress)
         tokenizer = Tokenizer.from_gguf(gguf.metadata)
         del gguf  # its metadata (the vocabulary as Python strings) is in the tokenizer now
-    return_free_memory()  # staging copies of the weights, the parsed metadata: about 10 MB of SmolLM2's RSS
+    empty_cache()  # staging copies of the weights, the parsed metadata: about 10 MB of SmolLM2's RSS
     return model, tokenizer
 
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .. import float16, float32
-from ..ir.dtypes import DType
+from .. import DType, float16, float32
 from ..nn import Module, ModuleList
 from ..nn import functional as F
 from ..tensor import Tensor

@@ -117,9 +117,8 @@ class QuantizedWeight:
     def linear(self, x: Tensor) -> Tensor:
         """``x @ W.T`` for x (..., cols) -> (..., rows), dequantizing inside the kernel.
 
-        Q8_0, Q4_0 and Q4_1 sum over (blocks, bytes of a block) in one reduce, each weight dequantized where
-        it is read, so the weights cross memory once as packed bytes. Other types multiply by the dequantized
-        matrix.
+        Every type sums over (blocks, bytes of a block) in one reduce, each weight dequantized where it is
+        read, so the weights cross memory once as packed bytes.
         """
         fast = _LINEAR.get(self.type_id)
         if fast is None:
@@ -136,7 +135,12 @@ class QuantizedWeight:
         return QuantizedWeight(self.type_id, self.shape, {k: fn(v) for k, v in self.parts.items()})
 
     def realize(self) -> QuantizedWeight:
-        parts = {k: v.contiguous() for k, v in self.parts.items()}
+        parts = dict(self.parts)
+        if "scales" in parts and self.type_id in (Q4_K, Q5_K):
+            # the 6-bit scales and mins unpacked to a byte each once, here, not in every matmul's inner loop:
+            # 16 bytes a block instead of 12 (Q4_K: 148 bytes per 256 weights instead of 144)
+            parts["sc"], parts["mn"] = _k_scale_bytes(parts.pop("scales"))
+        parts = {k: v.contiguous() for k, v in parts.items()}
         Tensor.realize_all(list(parts.values()))
         self.parts = parts
         return self
@@ -211,8 +215,8 @@ def _q4_1_values(q: Tensor, p: dict[str, Tensor]) -> Tensor:
     return _f32(q) * _f32(p["d"]).unsqueeze(-1) + _f32(p["m"]).unsqueeze(-1)
 
 
-def _k_scales(scales: Tensor) -> tuple[Tensor, Tensor]:
-    """The 8 six-bit scales and mins of a Q4_K/Q5_K block from its 12 bytes, (..., 12) -> two (..., 8).
+def _k_scale_bytes(scales: Tensor) -> tuple[Tensor, Tensor]:
+    """The 8 six-bit scales and mins of a Q4_K/Q5_K block from its 12 bytes, (..., 12) -> two (..., 8) uint8.
 
     Groups 0-3 keep scale and min in the low 6 bits of bytes 0-3 and 4-7; groups 4-7 take their low 4 bits
     from bytes 8-11 and their top 2 bits from the spare top bits of bytes 0-3 (scales) and 4-7 (mins).
@@ -220,12 +224,18 @@ def _k_scales(scales: Tensor) -> tuple[Tensor, Tensor]:
     s0, s1, s2 = scales[..., 0:4], scales[..., 4:8], scales[..., 8:12]
     scale = cat([s0 & 63, (s2 & 15) | ((s0 >> 6) << 4)], dim=-1)
     minimum = cat([s1 & 63, (s2 >> 4) | ((s1 >> 6) << 4)], dim=-1)
+    return scale, minimum
+
+
+def _k_scales(p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """A Q4_K/Q5_K weight's scales and mins (..., 8) as float32: unpacked at ``realize()``, or from the bytes."""
+    scale, minimum = (p["sc"], p["mn"]) if "sc" in p else _k_scale_bytes(p["scales"])
     return _f32(scale), _f32(minimum)
 
 
 def _dequant_k(p: dict[str, Tensor], q: Tensor) -> Tensor:
     """Q4_K/Q5_K: ``q`` (..., 8 groups, 32) -> d * scale * q - dmin * min per group."""
-    scale, minimum = _k_scales(p["scales"])
+    scale, minimum = _k_scales(p)
     d, dmin = _f32(p["d"]).unsqueeze(-1), _f32(p["dmin"]).unsqueeze(-1)
     return (_f32(q) * (d * scale).unsqueeze(-1) - (dmin * minimum).unsqueeze(-1)).flatten(-2)
 
@@ -297,8 +307,64 @@ def _linear_q4_1(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
     return _linear_nibbles(xb, p, _q4_1_values)
 
 
+def _linear_k(xb: Tensor, p: dict[str, Tensor], high: Tensor | None = None) -> Tensor:
+    """Q4_K/Q5_K: a block's 128 bytes are 4 chunks of 32; chunk c holds group 2c in its low nibbles and group
+    2c+1 in its high ones (plus, for Q5_K, the fifth bits ``high`` (..., 4, 2, 32)). One reduce over (blocks,
+    chunks, bytes) reads each byte once for both groups."""
+    scale, minimum = _k_scales(p)  # (rows, blocks, 8), group 2c + h at (c, h)
+    d, dmin = _f32(p["d"]).unsqueeze(-1), _f32(p["dmin"]).unsqueeze(-1)
+    mul = (d * scale).unflatten(-1, (4, 2)).unsqueeze(-1)  # (rows, blocks, 4, 2, 1)
+    sub = (dmin * minimum).unflatten(-1, (4, 2)).unsqueeze(-1)
+    qs = p["qs"].unflatten(-1, (4, 32))  # (rows, blocks, 4, 32)
+    lo, hi = qs & 15, qs >> 4
+    if high is not None:
+        lo, hi = lo | (high[..., 0, :] << 4), hi | (high[..., 1, :] << 4)
+    x = xb.unflatten(-1, (4, 2, 32))  # (..., 1, blocks, 4, 2, 32)
+    low_part = x[..., 0, :] * (_f32(lo) * mul[..., 0, :] - sub[..., 0, :])
+    high_part = x[..., 1, :] * (_f32(hi) * mul[..., 1, :] - sub[..., 1, :])
+    return (low_part + high_part).sum((-3, -2, -1))
+
+
+def _linear_q4_k(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
+    return _linear_k(xb, p)
+
+
+def _linear_q5_k(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
+    # group g's fifth bits are bit g of the 32 qh bytes: (rows, blocks, 4, 2, 32) by chunk and half
+    shift = Tensor.arange(8, dtype=uint8, device=p["qh"].device).reshape(4, 2, 1)
+    return _linear_k(xb, p, (p["qh"].unsqueeze(-2).unsqueeze(-2) >> shift) & 1)
+
+
+def _linear_q6_k(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
+    """Q6_K: in half h of a block, byte j (of 32) of qh and bytes j and 32 + j of the half's 64 ql bytes hold
+    the values 32k + j of quarters k = 0..3 (ql low nibbles for k < 2, high ones for k >= 2; qh bits 2k, 2k+1).
+    One reduce over (blocks, halves, bytes) reads each byte once for its four values; the int8 scale of 16
+    values is the one of (h, k, j // 16)."""
+    ql = p["ql"].unflatten(-1, (2, 2, 2, 16))  # (rows, blocks, h, k % 2, j // 16, j % 16)
+    qh = p["qh"].unflatten(-1, (2, 2, 16))  # (rows, blocks, h, j // 16, j % 16)
+    a, b = ql[..., 0, :, :], ql[..., 1, :, :]
+    quarters = (
+        a & 15 | (qh & 3) << 4,
+        b & 15 | (qh >> 2 & 3) << 4,
+        a >> 4 | (qh >> 4 & 3) << 4,
+        b >> 4 | (qh >> 6) << 4,
+    )
+    d = _f32(p["d"]).reshape(p["d"].shape + (1, 1, 1))
+    scale = (_f32(p["scales"]).unflatten(-1, (2, 4, 2)) * d).unsqueeze(-1)  # (rows, blocks, h, k, j // 16, 1)
+    x = xb.unflatten(-1, (2, 4, 2, 16))  # (..., 1, blocks, h, k, j // 16, j % 16)
+    total = None
+    for k, q in enumerate(quarters):
+        term = x[..., k, :, :] * ((_f32(q) - 32.0) * scale[..., k, :, :])
+        total = term if total is None else total + term
+    assert total is not None
+    return total.sum((-4, -3, -2, -1))
+
+
 _LINEAR: dict[int, Callable[[Tensor, dict[str, Tensor]], Tensor]] = {
     Q8_0: _linear_q8_0,
     Q4_0: _linear_q4_0,
     Q4_1: _linear_q4_1,
+    Q4_K: _linear_q4_k,
+    Q5_K: _linear_q5_k,
+    Q6_K: _linear_q6_k,
 }

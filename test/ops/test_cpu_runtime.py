@@ -138,7 +138,9 @@ def test_large_launch_is_split_into_a_few_chunks_per_thread(make_device, threads
     assert max(end - start for start, end in chunks) - min(end - start for start, end in chunks) <= 1
 
 
-@pytest.mark.parametrize(("size", "cost", "expected_calls"), [(100, 1, 1), (1, 10**9, 1), (100, 10**6, 6), (5, 10**6, 5)])
+@pytest.mark.parametrize(
+    ("size", "cost", "expected_calls"), [(100, 1, 1), (1, 10**9, 1), (100, 10**6, 6), (5, 10**6, 5)]
+)
 def test_small_work_runs_in_one_call(device, kernels, size, cost, expected_calls):
     assert chunks_per_thread() == 2  # expected_calls: 3 threads * 2 chunks, or one chunk per outer iteration
     a = upload(device, array("f", [1.0] * size))

@@ -112,3 +112,15 @@ def test_an_expression_of_variables_computes_on_the_device_of_its_reader():
         assert {b.device for item in sched.items for b in item.buffers} == {device}
         assert y.tolist() == [[4.0, 5.0], [6.0, 7.0], [8.0, 9.0], [10.0, 11.0]]
         assert x[last].tolist() == [5.0, 6.0]
+
+
+def test_empty_cache_returns_the_blocks_the_allocator_kept():
+    from boltgrad.device.registry import get_device
+
+    allocator = get_device("CPU").allocator
+    handle = allocator.alloc(1 << 20)
+    allocator.free(handle, 1 << 20)  # kept for reuse
+    assert allocator._cached_bytes >= 1 << 20
+    boltgrad.empty_cache()
+    assert allocator._cached_bytes == 0
+    assert (Tensor([1.0, 2.0]) * 2).tolist() == [2.0, 4.0]  # the device still works
