@@ -312,8 +312,10 @@ class Tensor(
                 # view weakly, since the alias holds the graph (and so the record's key) as long as the view lives
                 autograd.alias(view, t.node)
                 record_realized(t.node, view, v + ((buf, buf.version),), weak=True)
-            else:
-                # the result's own buffer is versioned too: an assign that later overwrites it voids the record
+            elif v:
+                # the result's own buffer is versioned too: an assign that later overwrites it voids the record.
+                # A graph that reads no buffer (constants) is not remembered: recomputing it costs less than a
+                # load, and a step recorded later must not depend on which constants some earlier code realized
                 record_realized(t.node, view, v + ((buf, buf.version),))
             t.node = view
             _holders.setdefault(buf, {})[id(t)] = weakref.ref(t)

@@ -21,6 +21,23 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 
+# A reduction of at least this many elements to a single value is split: SPLIT_PARTS partial reductions (one
+# kernel whose rows the threads share), then one over the partials. Unsplit, its one output row would run on one
+# thread (a 16M-element sum: 5 ms at one core's bandwidth).
+SPLIT_MIN_ELEMENTS = 1 << 20
+SPLIT_PARTS = (64, 32, 16)
+
+
+def _split_parts(shape: tuple[int, ...]) -> int:
+    """How many partial reductions a full reduction of ``shape`` is split into (0: none)."""
+    n = 1
+    for s in shape:
+        n *= s
+    if n < SPLIT_MIN_ELEMENTS:
+        return 0
+    return next((p for p in SPLIT_PARTS if n % p == 0), 0)
+
+
 class ValuesIndices(NamedTuple):
     values: Tensor
     indices: Tensor
@@ -54,7 +71,15 @@ class ReduceMixin:
         axes = tuple(range(me.ndim)) if dims is None else dims
         if not axes:
             return me
-        out = me._from_node(Node(Op.REDUCE, me.dtype, (me.node,), (rop, axes)))
+        parts = _split_parts(me.shape) if len(axes) == me.ndim else 0
+        if parts:  # a long reduction to one value: partial results in parallel first, then their reduction
+            flat = me.reshape(parts, -1)
+            partial = Node(Op.REDUCE, me.dtype, (flat.node,), (rop, (1,)))  # (parts, 1), stored:
+            partial = Node(Op.CONTIGUOUS, me.dtype, (partial,))  # a kernel of its own, rows across threads
+            total = Node(Op.REDUCE, me.dtype, (partial,), (rop, (0, 1)))
+            out = me._from_node(total).reshape((1,) * me.ndim)
+        else:
+            out = me._from_node(Node(Op.REDUCE, me.dtype, (me.node,), (rop, axes)))
         if keepdim:
             return out
         return out.reshape(tuple(s for i, s in enumerate(me.shape) if i not in axes))

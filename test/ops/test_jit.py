@@ -194,3 +194,22 @@ def test_memory_plan_shares_intermediates():
     assert 0 < plan.intermediates < plan.intermediates_unshared
     assert plan.peak == plan.inputs + plan.outputs + plan.state + plan.intermediates
     assert "peak" in str(plan)
+
+
+def test_a_recording_does_not_depend_on_constants_realized_before_it():
+    # a realized constant (the 0.5 and 0 below) is not remembered: the recorded step computes its constants
+    # inline instead of reading buffers some earlier, unrelated code happened to realize
+    kept = [Tensor.full((), v) for v in (0.5, 0.0)]
+    nodes = [t.node for t in kept]
+    Tensor.realize_all(kept)
+    w = Tensor(np.ones((8, 8), np.float32)).realize()
+
+    @boltgrad.jit
+    def f(x):
+        return ((x @ w).relu() * 0.5).sum(1)
+
+    x = Tensor(np.ones((4, 8), np.float32))
+    for _ in range(3):
+        f(x)
+    assert f.memory().state == 8 * 8 * 4  # w only
+    assert nodes  # the constants' graphs stayed alive through the recording

@@ -249,3 +249,21 @@ def test_large_sums_are_accurate():
         check(lambda t: t.sum(1), x, rtol=1e-5)
         check(lambda t: t.mean(), x, rtol=1e-5)
         check(lambda t: t.T.sum(0), x, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1 << 20, (1 << 20) + 1])
+def test_a_long_reduction_to_one_value_is_split_into_parallel_partials(n):
+    from boltgrad import stats
+    from boltgrad.tensor_reduce import SPLIT_MIN_ELEMENTS
+
+    assert n >= SPLIT_MIN_ELEMENTS
+    a = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+    x = Tensor(a.reshape(-1, 1) if n % 2 else a.reshape(1024, -1), requires_grad=True).realize()
+    stats.reset()
+    total = x.sum()
+    assert total.shape == () and x.sum(keepdim=True).shape == (1, 1)
+    assert abs(total.item() - a.astype(np.float64).sum()) < 1e-2
+    assert stats.kernels == (1 if n % 64 else 2)  # partials (rows across threads), then their sum
+    assert x.amax().item() == a.max() and x.amin().item() == a.min()
+    (x.mean() * 2).backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.full(x.shape, 2 / n, np.float32), rtol=1e-6)
