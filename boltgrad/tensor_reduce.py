@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .autograd import is_grad_enabled, with_gradient
+from .helpers import prod
 from .ir import dtypes
 from .ir.node import Node
 from .ir.ops import Op
@@ -30,9 +31,7 @@ SPLIT_PARTS = (64, 32, 16)
 
 def _split_parts(shape: tuple[int, ...]) -> int:
     """How many partial reductions a full reduction of ``shape`` is split into (0: none)."""
-    n = 1
-    for s in shape:
-        n *= s
+    n = prod(shape)
     if n < SPLIT_MIN_ELEMENTS:
         return 0
     return next((p for p in SPLIT_PARTS if n % p == 0), 0)

@@ -352,12 +352,8 @@ def _linear_q6_k(xb: Tensor, p: dict[str, Tensor]) -> Tensor:
     d = _f32(p["d"]).reshape(p["d"].shape + (1, 1, 1))
     scale = (_f32(p["scales"]).unflatten(-1, (2, 4, 2)) * d).unsqueeze(-1)  # (rows, blocks, h, k, j // 16, 1)
     x = xb.unflatten(-1, (2, 4, 2, 16))  # (..., 1, blocks, h, k, j // 16, j % 16)
-    total = None
-    for k, q in enumerate(quarters):
-        term = x[..., k, :, :] * ((_f32(q) - 32.0) * scale[..., k, :, :])
-        total = term if total is None else total + term
-    assert total is not None
-    return total.sum((-4, -3, -2, -1))
+    terms = [x[..., k, :, :] * ((_f32(q) - 32.0) * scale[..., k, :, :]) for k, q in enumerate(quarters)]
+    return (terms[0] + terms[1] + terms[2] + terms[3]).sum((-4, -3, -2, -1))
 
 
 _LINEAR: dict[int, Callable[[Tensor, dict[str, Tensor]], Tensor]] = {

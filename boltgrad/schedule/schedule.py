@@ -459,7 +459,7 @@ def _kernel_devices(order: list[Node], chosen: set[Node], bodies: dict[Node, lis
     for n in reversed(order):  # readers before what they read
         devices[n] = devices[n] or Device_.DEFAULT
         for m in bodies.get(n, ()):
-            if m in chosen and m is not n and not devices.get(m, "x"):
+            if m in chosen and m is not n and not devices[m]:
                 devices[m] = devices[n]
     return devices
 

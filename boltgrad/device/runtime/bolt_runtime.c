@@ -186,6 +186,7 @@ static inline int bolt_is_parallel(const bolt_launch *launch) {
 typedef struct {
   int64_t first, end;
   unsigned base, units;
+  int parallel; /* one parallel launch, cut into chunks (else a run of serial launches, one unit) */
 } bolt_span;
 
 static inline unsigned bolt_chunks(const bolt_launch *launch, int nthreads) {
@@ -199,7 +200,8 @@ static void bolt_next_span(const bolt_launch *launches, int64_t count, int nthre
   span->base += span->units;
   span->units = 0;
   if (span->first >= count) return;
-  if (bolt_is_parallel(&launches[span->first])) {
+  span->parallel = bolt_is_parallel(&launches[span->first]);
+  if (span->parallel) {
     span->end = span->first + 1;
     span->units = bolt_chunks(&launches[span->first], nthreads);
     return;
@@ -221,14 +223,14 @@ static inline void bolt_run_chunk(const bolt_launch *launch, int64_t c, int64_t 
  * this span has finished" is "units_done has reached the span's base": a unit of a span can only start once
  * the count has reached its base, so the count cannot reach it through units of later spans. */
 static void bolt_work(const bolt_launch *launches, int64_t count, int nthreads, unsigned total) {
-  bolt_span span = {0, 0, 0, 0};
+  bolt_span span = {0, 0, 0, 0, 0};
   bolt_next_span(launches, count, nthreads, &span);
   for (;;) {
     unsigned unit = atomic_fetch_add_explicit(&next_unit.value, 1, memory_order_relaxed);
     if (unit >= total) return;
     while (unit >= span.base + span.units) bolt_next_span(launches, count, nthreads, &span);
     bolt_wait_reach(&units_done.value, span.base);
-    if (span.end == span.first + 1 && bolt_is_parallel(&launches[span.first])) {
+    if (span.parallel) {
       bolt_run_chunk(&launches[span.first], unit - span.base, span.units);
     } else {
       for (int64_t i = span.first; i < span.end; i++) {
@@ -335,7 +337,7 @@ BOLT_EXPORT void bolt_run(const bolt_launch *launches, int64_t count) {
   pthread_mutex_lock(&run_mutex);
   if (workers_running + 1 < atomic_load(&wanted_threads)) bolt_start_workers_locked(); /* first job after fork */
   int nthreads = atomic_load(&pool_size);
-  bolt_span span = {0, 0, 0, 0};
+  bolt_span span = {0, 0, 0, 0, 0};
   unsigned total = 0;
   for (bolt_next_span(launches, count, nthreads, &span); span.units; bolt_next_span(launches, count, nthreads, &span))
     total += span.units;
