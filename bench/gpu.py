@@ -152,14 +152,17 @@ def sweep_tiles(torch: Any, n: int, budget: float, renderer: str = "cuda") -> li
     a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
     default = gpu.GPU_TARGETS[renderer]
     out = []
-    tiles = [(16, 16, 8, 8, 8), (16, 16, 8, 8, 16), (16, 16, 4, 4, 16), (16, 8, 8, 8, 8), (8, 16, 8, 8, 16)]
+    # (tile, blocks per SM): threads (y, x), outputs per thread (y, x), k step; blocks that must fit on an SM
+    tiles = [((16, 16, 8, 8, 8), 1), ((16, 16, 8, 8, 8), 2), ((16, 16, 8, 8, 16), 2), ((16, 16, 4, 4, 16), 3),
+             ((16, 16, 4, 4, 16), 4), ((16, 8, 8, 8, 8), 4), ((8, 16, 8, 8, 16), 4)]  # fmt: skip
     try:
-        for tile in tiles:
-            gpu.GPU_TARGETS[renderer] = gpu.GPUTarget(tile=tile)
+        for tile, per_sm in tiles:
+            gpu.GPU_TARGETS[renderer] = gpu.GPUTarget(tile=tile, matmul_blocks_per_sm=per_sm)
             realize._compiled.clear()
             bolt_s, torch_s, ok = bolt_and_torch(lambda x, y: x @ y, [a, b], torch, budget, atol=0.5)
-            out.append(Row(f"  tile {tile}", bolt_s * 1e3, torch_s * 1e3, f"{2 * n**3 / bolt_s / 1e12:.1f} TFLOP/s",
-                           torch_s / bolt_s, "(sweep)", ok, True))  # fmt: skip
+            rate = f"{2 * n**3 / bolt_s / 1e12:.1f} TFLOP/s"
+            out.append(Row(f"  tile {tile} x{per_sm}", bolt_s * 1e3, torch_s * 1e3, rate, torch_s / bolt_s, "(sweep)",
+                           ok, True))  # fmt: skip
     finally:
         gpu.GPU_TARGETS[renderer] = default
         realize._compiled.clear()

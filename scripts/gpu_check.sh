@@ -45,8 +45,10 @@ step gpu 10 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used 
 step doctor 25 "$PY" -c "from boltgrad.cli.main import main; raise SystemExit(main(['doctor']))"
 step cuda_tests 25 "$PY" -m pytest -q -p no:cacheprovider -rs test/cuda/test_cuda_device.py
 # shellcheck disable=SC2086
-step op_suite 100 "$PY" -m pytest -q -p no:cacheprovider -k CUDA $OPS
-step bench 70 "$PY" -m bench.gpu --json "$LOG/bench.json" ${GPU_CHECK_SWEEP:+--sweep}
+step op_suite 100 "$PY" -m pytest -q -p no:cacheprovider -n 4 -k CUDA $OPS  # 4 workers: NVRTC compiles in parallel
+BENCH_LIMIT=70
+[ -n "${GPU_CHECK_SWEEP:-}" ] && BENCH_LIMIT=110
+step bench "$BENCH_LIMIT" "$PY" -m bench.gpu --json "$LOG/bench.json" ${GPU_CHECK_SWEEP:+--sweep}
 
 echo
 echo "=== summary (logs in $LOG)"

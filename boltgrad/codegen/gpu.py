@@ -10,7 +10,10 @@ thread of the grid runs the whole instruction list with its own values. Three ma
   ``TM x TN`` tile, each thread ``UM x UN`` outputs in runs of 4 neighbours (``_spread``: 16-byte reads of
   shared memory, free of bank conflicts). Per step of ``TK``, the block's threads store ``x`` for ``TM x TK``
   and ``y`` for ``TK x TN`` positions into shared memory (out-of-range positions store 0), each thread a run
-  of neighbours (coalesced reads), wait at a barrier and read them back.
+  of neighbours (coalesced reads), wait at a barrier and read them back in a loop over the step's ``k``: per
+  ``k``, a thread reads its ``UM + UN`` values and updates its ``UM x UN`` sums, so only those are live
+  (unrolled over the step instead, the values of the whole step were live: 195 registers, one block per SM).
+  ``__launch_bounds__`` asks for ``matmul_blocks_per_sm`` blocks per SM (2: at most 128 registers a thread).
   The two tiles are double-buffered by the step's parity, so one barrier per step is enough: a thread that
   overwrites a buffer two steps later has passed the barrier every thread reaches only after reading it.
 - **block reduce**: one block per output. Each thread reduces every ``T``-th element of the reduce, then the
@@ -49,6 +52,9 @@ class GPUTarget:
     few_outputs: int = 2048  # ... when their loads are contiguous along the reduce, or outputs are this few
     tile: tuple[int, int, int, int, int] = (16, 16, 8, 8, 8)  # matmul: threads (y, x), outputs (y, x), k step
     matmul_min: int = 64  # rows, columns and reduce at least this for the tiled matmul
+    # blocks of the tiled matmul that must fit on one SM at once (the compiler caps registers to allow it: 2
+    # blocks of 256 threads get 128 registers each; uncapped, 195 registers left one block, 8 warps, per SM)
+    matmul_blocks_per_sm: int = 2
     pad: int = 4  # shared memory row padding of the tiles (keeps their stores free of bank conflicts)
 
     def __post_init__(self) -> None:
@@ -78,6 +84,8 @@ def lower_for_gpu(ast: Node, target: GPUTarget, name: str = "kernel") -> LinearP
     mapped, grid, block = mapper.map()
     lin = linearize(LoweredKernel(mapped, [], grid * block, 1, params), name)
     lin.meta["gpu"] = (grid, block)
+    if mapper.blocks_per_sm:
+        lin.meta["blocks_per_sm"] = mapper.blocks_per_sm
     return lin
 
 
@@ -87,6 +95,7 @@ class _Mapper:
         self.extents = [int(r.src[0].arg) for r in ranges]
         self.next_id = next_id
         self.locals = 0
+        self.blocks_per_sm = 0  # blocks that must fit on one SM at once (0: as many as the registers allow)
 
     def new_range(self, extent: int, kind: str) -> Node:
         self.next_id += 1
@@ -179,6 +188,7 @@ class _Mapper:
     def tiled_matmul(self, reduce: Node, x: Node, y: Node, k: Node) -> tuple[Node, int, int]:
         ty_n, tx_n, um, un, tk = self.t.tile
         pad = self.t.pad
+        self.blocks_per_sm = self.t.matmul_blocks_per_sm
         tm, tn, block = ty_n * um, tx_n * un, ty_n * tx_n
         rows, cols, batch = self.ranges[-2], self.ranges[-1], self.ranges[:-2]
         m, n, kk_total = int(rows.src[0].arg), int(cols.src[0].arg), int(k.src[0].arg)
@@ -215,21 +225,22 @@ class _Mapper:
         barrier = Node(Op.BARRIER, int64, tuple(stores))
         ty, tx = simplify(tid // tx_n), simplify(tid % tx_n)
 
-        def shared(local: Node, stride: int, kk: int, pos: Node) -> Node:
-            return Node(Op.LOAD, local.dtype, (local, simplify(parity * (tk * stride) + kk * stride + pos), barrier))
+        # the k step's loop is the inner loop of the reduce: per k, a thread reads its UM + UN values and updates
+        # its UM x UN sums, so only those values and the sums are live (not the whole step's values)
+        kr = self.new_range(tk, "reduce")
 
-        a_vals = [[shared(a_local, a_stride, kk, _spread(ty, ty_n, um, i)) for kk in range(tk)] for i in range(um)]
-        b_vals = [[shared(b_local, b_stride, kk, _spread(tx, tx_n, un, j)) for kk in range(tk)] for j in range(un)]
+        def shared(local: Node, stride: int, pos: Node) -> Node:
+            return Node(Op.LOAD, local.dtype, (local, simplify(parity * (tk * stride) + kr * stride + pos), barrier))
+
+        a_vals = [shared(a_local, a_stride, _spread(ty, ty_n, um, i)) for i in range(um)]
+        b_vals = [shared(b_local, b_stride, _spread(tx, tx_n, un, j)) for j in range(un)]
         dt = reduce.src[0].dtype
         out_stores = []
         placeholder = Node(Op.VAR, reduce.dtype, (), ("gpu_tile_acc", 0, 0))
         value_of = substitute(self.store, {reduce: placeholder})
         for i in range(um):
             for j in range(un):
-                body = Node(Op.MUL, dt, (a_vals[i][0], b_vals[j][0]))
-                for kk in range(1, tk):
-                    body = Node(Op.ADD, dt, (body, Node(Op.MUL, dt, (a_vals[i][kk], b_vals[j][kk]))))
-                acc = Node(Op.REDUCE, reduce.dtype, (body, step), Op.ADD)
+                acc = Node(Op.REDUCE, reduce.dtype, (Node(Op.MUL, dt, (a_vals[i], b_vals[j])), step, kr), Op.ADD)
                 row, col = tile_m * tm + _spread(ty, ty_n, um, i), tile_n * tn + _spread(tx, tx_n, un, j)
                 inside = _and(row.lt(m) if m % tm else None, col.lt(n) if n % tn else None)
                 out = simplify(substitute(value_of, {rows: row, cols: col, **at_batch}))

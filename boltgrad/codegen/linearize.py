@@ -1,8 +1,9 @@
 """Linearize: a lowered kernel's scalar graph -> an ordered list of instructions with explicit loops.
 
 Every node is placed inside exactly the loops it depends on, so loop-invariant work (a bias load, a
-normalising constant) is hoisted out of inner loops. A REDUCE becomes an accumulator declared before its
-loops, updated inside them and read after them:
+normalising constant) is hoisted out of inner loops, also out of the inner loops of a reduce over several
+(what uses only its outer loop runs before the inner one opens). A REDUCE becomes an accumulator declared
+before its loops, updated inside them and read after them:
 
     ACC            acc = identity (or the value a blocked reduce continues from)
     RANGE r        for r in range(n):
@@ -100,7 +101,10 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
         if n.op in (Op.RANGE, Op.ACC, Op.SINK):
             continue
         scope = scope_of(n)
-        level = 0 if scope is not None else max((level_of.get(r, 0) for r in depends[n]), default=0)
+        if scope is None:  # in the output loop nest, under the innermost output loop it uses
+            level = max((level_of.get(r, 0) for r in depends[n]), default=0)
+        else:  # in a reduce's loops, under the innermost of them it uses
+            level = max((i + 1 for i, r in enumerate(scope) if r in depends[n]), default=len(scope))
         placed.setdefault((scope, level), []).append(n)
 
     instructions: list[Node] = []
@@ -130,8 +134,9 @@ class _Emitter:
                 ranges = self.group_of[n.src[0]]
                 self.opened.add(ranges)
                 self.out.extend(self.groups[ranges])
-                self.out.extend(ranges)
-                self.emit((ranges, 0))
+                for i, r in enumerate(ranges):
+                    self.out.append(r)
+                    self.emit((ranges, i + 1))
                 self.out.extend(Node(Op.ENDRANGE, int64, (r,)) for r in reversed(ranges))
             self.out.append(n)
 

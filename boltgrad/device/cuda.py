@@ -267,7 +267,7 @@ class CUDALibrary:
     blocks: dict[str, int]
 
 
-_LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\((\d+)\)\s+(\w+)\s*\(")
+_LAUNCH_BOUNDS = re.compile(r"__launch_bounds__\((\d+)(?:,\s*\d+)?\)\s+(\w+)\s*\(")
 
 
 def nvrtc_status() -> str:

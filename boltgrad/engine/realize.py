@@ -210,6 +210,14 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
             lin = linearize(lower_kernel(ast, opts))
             lin.meta["contract"] = bool(opts and opts.contract)
             linears.append((ast, lin))
+        empty = [(ast, lin) for ast, lin in linears if lin.outer_size == 0]
+        linears = [(ast, lin) for ast, lin in linears if lin.outer_size != 0]
+        for ast, lin in empty:  # no iterations (an empty tensor): never launched (_flush), so never compiled
+            index_keys.pop(ast, None)
+            ck = CompiledKernel(_kernel_name(ast, lin), None, lin, 0, "")
+            _compiled[(device_name, device.instance, ast)] = ck
+            for item in by_ast[ast]:
+                out[id(item)] = ck
         if not linears:
             continue
         named = [(_kernel_name(ast, lin), lin) for ast, lin in linears]

@@ -14,7 +14,7 @@ system headers), so it compiles the same with NVRTC and with nvcc.
 from __future__ import annotations
 
 from ..codegen.linearize import LinearProgram
-from ..ir.dtypes import int32, int64
+from ..ir.dtypes import float32, float64, int32, int64
 from ..ir.node import Node
 from ..ir.ops import ALU, Op
 from ..ir.symbolic import vrange
@@ -125,9 +125,11 @@ class _CUDAKernelWriter(_KernelWriter):
         for v in prog.variables:
             self.names[v] = f"var_{v.arg[0]}"
             args.append(f"const int64_t var_{v.arg[0]}")
-        self.lines.append(f'extern "C" __global__ void __launch_bounds__({block}) {name}({", ".join(args)}) {{')
+        bounds = f"{block}, {prog.meta['blocks_per_sm']}" if prog.meta.get("blocks_per_sm") else f"{block}"
+        self.lines.append(f'extern "C" __global__ void __launch_bounds__({bounds}) {name}({", ".join(args)}) {{')
         specials = {s for n in prog.instructions for s in n.src if s.op is Op.RANGE and s.arg[1] in ("block", "thread")}
         self.narrowed: set[Node] = set()
+        self.fusable = _summands(prog)
         for s in sorted(specials, key=lambda s: s.arg[1]):
             self.names[s] = "gpu_block" if s.arg[1] == "block" else "gpu_thread"
             source = "blockIdx.x" if s.arg[1] == "block" else "threadIdx.x"
@@ -154,6 +156,11 @@ class _CUDAKernelWriter(_KernelWriter):
                 self.narrowed.add(n)
             ctype = "int" if n.dtype == int64 else r.ctype(n.dtype)
             self.emit(f"{ctype} {v} = {r.alu(n, [self.ref32(s) for s in n.src])};")
+        elif op is Op.MUL and n.dtype in (float32, float64) and n not in self.fusable:
+            # __fmul_rn is never fused into an fma: a * b + c rounds twice, as torch and the CPU compute it
+            v = self.names[n] = self.fresh("alu")
+            fn = "__fmul_rn" if n.dtype == float32 else "__dmul_rn"
+            self.emit(f"{r.ctype(n.dtype)} {v} = {fn}({ref(n.src[0])}, {ref(n.src[1])});")
         elif op is Op.LOCAL:
             v = self.names[n] = self.fresh("smem")
             self.emit(f"__shared__ __align__(16) {r.ctype(n.dtype)} {v}[{n.arg[1]}];")
@@ -174,3 +181,23 @@ class _CUDAKernelWriter(_KernelWriter):
             self.emit(f"if ({ref(n.src[3])}) {store}")
         else:
             super().scalar(n)
+
+
+def _summands(prog: LinearProgram) -> set[Node]:
+    """The float products that only feed a reduction's sum (an ADD accumulator, through other ADDs of the same
+    sum: matmul, dot products). They may fuse into the sum as fma: a GPU sums in another order than the CPU
+    anyway. Every other float product is rendered so it rounds on its own."""
+    users: dict[Node, list[Node]] = {}
+    for n in prog.instructions:
+        for s in n.src:
+            users.setdefault(s, []).append(n)
+    in_sum: set[Node] = set()  # ADDs whose every use is part of a sum; users come later, so walk backwards
+    for n in reversed(prog.instructions):
+        if n.op is Op.ADD and n.dtype.is_float and all(
+            u in in_sum or (u.op is Op.ACC_UPDATE and u.arg is Op.ADD) for u in users.get(n, ())
+        ):
+            in_sum.add(n)
+    return {
+        n for n, us in users.items()
+        if n.op is Op.MUL and all(u in in_sum or (u.op is Op.ACC_UPDATE and u.arg is Op.ADD) for u in us)
+    }  # fmt: skip

@@ -107,3 +107,31 @@ def test_a_large_matmul_softmax_and_layernorm_match_torch():
     want = torch.nn.functional.layer_norm(torch.from_numpy(x), (1000,)).numpy()
     got = boltgrad.nn.functional.layer_norm(Tensor(x, device="CUDA"), (1000,)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@needs_gpu
+def test_a_model_trained_on_cuda_runs_on_the_cpu_in_the_same_program():
+    from boltgrad import nn
+
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((32, 8), np.float32), rng.standard_normal((32, 2), np.float32)
+    losses, outputs = {}, {}
+    for device in ("CPU", "CUDA"):
+        boltgrad.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)).to(device)
+        opt = boltgrad.optim.Adam(model.parameters(), lr=0.01)
+        xs, ys = Tensor(x, device=device), Tensor(y, device=device)
+        losses[device] = []
+        for _ in range(5):
+            opt.zero_grad()
+            loss = (model(xs) - ys).square().mean()
+            loss.backward()
+            opt.step()
+            losses[device].append(loss.item())
+        outputs[device] = model(xs).numpy()
+    np.testing.assert_allclose(losses["CUDA"], losses["CPU"], rtol=1e-4)
+    before = boltgrad.stats.copy_bytes
+    model.to("CPU")  # the CUDA-trained model, for inference on the CPU
+    assert all(p.device == "CPU" for p in model.parameters())
+    assert boltgrad.stats.copy_bytes - before >= sum(p.numel() * 4 for p in model.parameters())
+    np.testing.assert_allclose(model(Tensor(x)).numpy(), outputs["CUDA"], rtol=1e-5, atol=1e-6)

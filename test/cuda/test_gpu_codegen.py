@@ -112,6 +112,9 @@ def test_target_rejects_a_tile_its_threads_cannot_load():
 def test_lowering_a_scalar_and_an_empty_kernel():
     assert Tensor(rand(7), device=DEV).sum().item() == pytest.approx(float(rand(7).sum()), rel=1e-5)
     assert Tensor(np.zeros((0, 3), np.float32), device=DEV).sum(0).numpy().tolist() == [0.0, 0.0, 0.0]
+    # an empty elementwise kernel is never launched, so the CUDA renderer is never asked to write it
+    empty = (Tensor(np.zeros((0, 3), np.float32), device="NULL:CUDA") * 2).realize()
+    assert empty.shape == (0, 3)
 
 
 def _program(instructions: list[Node], block: int) -> GPUProgram:
@@ -179,7 +182,30 @@ def test_every_lowering_gives_the_linear_program_its_launch():
     a = Tensor(rand(5, 6), device=DEV)
     for t in (a + 1, a.sum(1), a @ a.T):
         t.realize()
-    gpu_programs = [ck.linear for (dev, _, _), ck in realize._compiled.items() if dev == DEV]
-    assert gpu_programs and all(p.outer_size == p.meta["gpu"][0] * p.meta["gpu"][1] for p in gpu_programs)
-    ast = next(key[2] for key in realize._compiled if key[0] == DEV)
+    launched = [(key[2], ck.linear) for key, ck in realize._compiled.items() if key[0] == DEV and ck.linear.outer_size]
+    assert launched and all(p.outer_size == p.meta["gpu"][0] * p.meta["gpu"][1] for _, p in launched)
+    ast = launched[0][0]
     assert lower_for_gpu(ast, EMULATED_TARGET).meta["gpu"]
+
+
+def test_cuda_products_fuse_into_fma_only_inside_a_sum():
+    a, b = (Tensor(rand(16, 16), device="NULL:CUDA") for _ in range(2))
+    (a * b + a).realize()
+    (a @ b).realize()
+    sources = {ck.name[0]: ck.source for (dev, _, _), ck in realize._compiled.items()
+               if dev == "NULL:CUDA" and ck.name.startswith(("e_16_16_", "r_16_16_"))}  # fmt: skip
+    assert "__fmul_rn(" in sources["e"]  # elementwise a * b + c rounds twice, as on the CPU and in torch
+    assert "__fmul_rn(" not in sources["r"] and " * " in sources["r"]  # matmul products may become fma
+
+
+def test_tiled_matmul_fills_its_tiles_once_per_step_outside_the_k_loop():
+    a = Tensor(rand(256, 256), device="NULL:CUDA")
+    (a @ a.T).realize()
+    ck = next(ck for (dev, _, _), ck in realize._compiled.items()
+              if dev == "NULL:CUDA" and ck.name.startswith("r_256_256_") and ck.linear.meta.get("blocks_per_sm"))
+    lines = ck.source.splitlines()
+    loops = [i for i, line in enumerate(lines) if line.strip().startswith("for (")]
+    barrier = next(i for i, line in enumerate(lines) if "__syncthreads();" in line)
+    fills = [i for i, line in enumerate(lines) if line.strip().startswith("smem") and "] = " in line]
+    assert len(loops) == 2 and loops[0] < min(fills) and max(fills) < barrier < loops[1]  # step loop, k loop
+    assert ck.source.startswith('extern "C" __global__ void __launch_bounds__(256, 2)')
