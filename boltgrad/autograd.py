@@ -292,7 +292,7 @@ def _identity(n, x, out, g):
 
 
 @rule(Op.REDUCE)
-def _reduce(n, x, out, g):
+def reduce_gradient(n, x, out, g):
     rop, axes = n.arg
     src = x[0]
     if rop is Op.ADD:

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .autograd import is_grad_enabled, with_gradient
+from .autograd import is_grad_enabled, reduce_gradient, with_gradient
 from .helpers import prod
 from .ir import dtypes
 from .ir.node import Node
@@ -77,6 +77,10 @@ class ReduceMixin:
             partial = Node(Op.CONTIGUOUS, me.dtype, (partial,))  # a kernel of its own, rows across threads
             total = Node(Op.REDUCE, me.dtype, (partial,), (rop, (0, 1)))
             out = me._from_node(total).reshape((1,) * me.ndim)
+            # its gradient is the plain reduction's (a broadcast), not one through the partials, whose index
+            # arithmetic (flat index // part size) would cost a division per element of the backward pass
+            plain = Node(Op.REDUCE, me.dtype, (me.node,), (rop, axes))
+            out = with_gradient(out, (me,), lambda x, o, g: reduce_gradient(plain, x, o, g))
         else:
             out = me._from_node(Node(Op.REDUCE, me.dtype, (me.node,), (rop, axes)))
         if keepdim:

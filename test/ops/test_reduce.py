@@ -14,6 +14,7 @@ from helpers import batch, check, on_devices
 
 import boltgrad
 from boltgrad import Tensor
+from boltgrad.ir.ops import Op
 
 NAN = math.nan
 
@@ -267,3 +268,15 @@ def test_a_long_reduction_to_one_value_is_split_into_parallel_partials(n):
     assert x.amax().item() == a.max() and x.amin().item() == a.min()
     (x.mean() * 2).backward()
     np.testing.assert_allclose(x.grad.numpy(), np.full(x.shape, 2 / n, np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["sum", "amax"])
+def test_the_gradient_of_a_split_reduction_is_the_plain_broadcast(op):
+    """The backward pass sees one reduction: no partials, whose index arithmetic costs a division per element."""
+    a = np.random.default_rng(4).standard_normal((1024, 1024)).astype(np.float32)
+    x = Tensor(a, requires_grad=True)
+    getattr(x * x, op)().backward()
+    if op == "sum":  # (amax's gradient reads the forward's value, which the partials compute)
+        assert not any(n.op is Op.CONTIGUOUS or (n.shape and n.shape[0] == 64) for n in x.grad.node.toposort())
+    want = 2 * a if op == "sum" else np.where(a * a == (a * a).max(), 2 * a, 0)
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-6)
