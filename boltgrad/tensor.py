@@ -141,7 +141,7 @@ class Tensor(
             node = _from_numpy(data, dev, want)
         elif isinstance(data, bytes | bytearray | memoryview):
             dt = want or dtypes.uint8
-            raw = bytes(data)
+            raw = memoryview(data).cast("B")  # copied once, into the buffer (a weight can be tens of megabytes)
             if len(raw) % dt.itemsize:
                 raise ValueError(f"Tensor: {len(raw)} bytes is not a whole number of {dt.name} elements")
             buf = Buffer(dev, len(raw) // dt.itemsize, dt).copyin(raw)
@@ -539,6 +539,15 @@ def _from_numpy(arr: Any, device: str, want: DType | None) -> Node:
         buf.copyin(arr.tobytes())
     node = buffer_view(Node(Op.BUFFER, dt, (), buf), tuple(arr.shape))
     return node if want is None or want == dt else Node(Op.CAST, want, (node,))
+
+
+def zeroed(shape: tuple[int, ...], dtype: DType, device: str | None = None) -> Tensor:
+    """A tensor of zeros in memory of its own, allocated as zeros: on the CPU a large one is fresh pages that take
+    no resident memory until written (a KV cache of the whole context costs the positions used). Two calls give
+    two buffers, unlike ``zeros(shape).contiguous()``, which is one expression however often it is built."""
+    dev = Device_.canonicalize(device)
+    buf = Buffer(dev, prod(shape), dtype).allocate_zeroed()
+    return Tensor(buffer_view(Node(Op.BUFFER, dtype, (), buf), tuple(shape)))
 
 
 def synchronize() -> None:

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import train  # the library it needs loads only when a command asks for it
 
     train.add_parser(sub)
-    from ..remote import server
+    from . import device_server
 
-    server.add_parser(sub)
+    device_server.add_parser(sub)
     from . import llm
 
     llm.add_parsers(sub)

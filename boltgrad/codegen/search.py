@@ -15,7 +15,6 @@ PYTHON device.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from ..helpers import sha1
 from .blocking import KernelOpts
 from .linearize import LinearProgram, linearize, program_text
 from .lower import lower_kernel
@@ -119,7 +119,7 @@ def has_choices(ast) -> bool:
 
 def program_key(lin: LinearProgram) -> str:
     """Names the program's code: two options that lower to the same code are timed once."""
-    return hashlib.sha1(program_text(lin).encode()).hexdigest()
+    return sha1(program_text(lin).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- timing on a CPU-like device

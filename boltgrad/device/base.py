@@ -39,6 +39,12 @@ class Allocator:
     def free(self, handle: Any, nbytes: int) -> None:
         raise NotImplementedError
 
+    def alloc_zeroed(self, nbytes: int) -> Any:
+        """Memory that reads as zeros (a device with zero pages gives them untouched)."""
+        handle = self.alloc(nbytes)
+        self.copyin(handle, memoryview(bytes(nbytes)))
+        return handle
+
     def copyin(self, handle: Any, src: memoryview) -> None:
         """Copy host bytes into the buffer (``len(src)`` bytes from offset 0)."""
         raise NotImplementedError

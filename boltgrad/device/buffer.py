@@ -45,6 +45,13 @@ class Buffer:
                 self.handle = get_device(self.device).allocator.alloc(self.nbytes)
         return self
 
+    def allocate_zeroed(self) -> Buffer:
+        """Allocate now, as memory that reads as zeros (``Allocator.alloc_zeroed``)."""
+        if self.handle is not None or self.base is not None:
+            raise ValueError(f"allocate_zeroed: {self!r} already has memory")
+        self.handle = get_device(self.device).allocator.alloc_zeroed(self.nbytes)
+        return self
+
     def copyin(self, data: bytes | bytearray | memoryview) -> Buffer:
         mv = memoryview(data).cast("B")
         if len(mv) != self.nbytes:

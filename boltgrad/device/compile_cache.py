@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import hashlib
 import os
 import platform
 import shutil
@@ -32,6 +31,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 from boltgrad import config
+
+from ..helpers import sha256
 
 try:
     import fcntl
@@ -48,7 +49,7 @@ def artifact_key(source: str, toolchain: str, flags: Sequence[str], cpu: str | N
     ``toolchain`` should name the compiler and its version (``"/usr/bin/gcc\\ngcc (Debian 12.2.0) ..."``).
     Every part is length-prefixed, so no two different inputs hash the same bytes.
     """
-    digest = hashlib.sha256()
+    digest = sha256()
     for part in (FORMAT_VERSION, source, toolchain, "\0".join(flags), cpu_identity() if cpu is None else cpu):
         data = part.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "little"))
@@ -146,7 +147,7 @@ def _verify(path: str) -> bool:
             data = f.read()
     except (OSError, ValueError):
         return False
-    return str(len(data)) == expected_size and hashlib.sha256(data).hexdigest() == expected_hash
+    return str(len(data)) == expected_size and sha256(data).hexdigest() == expected_hash
 
 
 # ---------------------------------------------------------------- writing entries
@@ -186,7 +187,7 @@ def _store(folder: str, key: str, suffix: str, data: bytes) -> str:
     path = os.path.join(folder, key + suffix)
     _atomic_write(path, data)
     # The checksum goes last: a reader that finds it also finds the whole artifact it describes.
-    _atomic_write(path + ".sum", f"{hashlib.sha256(data).hexdigest()} {len(data)}\n".encode("ascii"))
+    _atomic_write(path + ".sum", f"{sha256(data).hexdigest()} {len(data)}\n".encode("ascii"))
     _fsync_folder(folder)
     return path
 

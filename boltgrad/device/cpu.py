@@ -203,7 +203,9 @@ class CPURuntime:
         lib.bolt_run.restype = None
         lib.bolt_alloc.argtypes = [ctypes.c_int64]
         lib.bolt_alloc.restype = ctypes.c_void_p
-        lib.bolt_free.argtypes = [ctypes.c_void_p]
+        lib.bolt_alloc_zeroed.argtypes = [ctypes.c_int64]
+        lib.bolt_alloc_zeroed.restype = ctypes.c_void_p
+        lib.bolt_free.argtypes = [ctypes.c_void_p, ctypes.c_int64]
         lib.bolt_free.restype = None
         lib.bolt_shutdown.argtypes = []
         lib.bolt_shutdown.restype = None
@@ -212,6 +214,7 @@ class CPURuntime:
         self.init = lib.bolt_init
         self.run = lib.bolt_run
         self.alloc = lib.bolt_alloc
+        self.alloc_zeroed = lib.bolt_alloc_zeroed
         self.free = lib.bolt_free
         self.shutdown = lib.bolt_shutdown
 
@@ -243,6 +246,7 @@ class CPUAllocator(CachingAllocator):
     def __init__(self, runtime: CPURuntime):
         super().__init__()
         self._runtime_alloc = runtime.alloc
+        self._runtime_alloc_zeroed = runtime.alloc_zeroed
         self._runtime_free = runtime.free
 
     def _raw_alloc(self, nbytes: int) -> int:
@@ -251,8 +255,18 @@ class CPUAllocator(CachingAllocator):
             raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
         return address
 
-    def _raw_free(self, handle: int, nbytes: int = 0) -> None:
-        self._runtime_free(handle)
+    def _raw_free(self, handle: int, nbytes: int) -> None:
+        self._runtime_free(handle, nbytes)
+
+    def alloc_zeroed(self, nbytes: int) -> int:
+        """Fresh memory, never a cached block: a large one is zero pages that take no memory until written."""
+        address = self._runtime_alloc_zeroed(nbytes)
+        if not address:
+            self.free_cached()
+            address = self._runtime_alloc_zeroed(nbytes)
+        if not address:
+            raise MemoryError(f"CPU: cannot allocate {nbytes} bytes")
+        return address
 
     def copyin(self, handle: int, src: memoryview) -> None:
         src = src.cast("B") if src.format != "B" or src.ndim != 1 else src

@@ -28,7 +28,6 @@ for a dead link); the device stays lost, and the rest of the process keeps worki
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import socket
 import ssl
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 
 from .. import config, stats
 from ..errors import CompileError, DeviceLost, DeviceUnavailable
+from ..helpers import sha256
 from ..remote import protocol as P
 from .base import Allocator, Compiler, Device, Launch, LaunchGraph
 from .cpu import CCompiler
@@ -357,7 +357,7 @@ class RemoteAllocator(Allocator):
             piece = src[offset : offset + chunk]
             if len(piece) >= P.CACHED_UPLOAD_MIN:
                 data = bytes(piece)
-                self.link.push_upload(_Upload(handle, offset, data, hashlib.sha256(data).digest()))
+                self.link.push_upload(_Upload(handle, offset, data, sha256(data).digest()))
             else:
                 self.link.push(P.WRITE, handle, offset, len(piece), tail=piece)
 
@@ -382,7 +382,7 @@ class RemoteCompiler(Compiler):
         self.local: Compiler | None = None
 
     def compile(self, source: str) -> int:
-        key = hashlib.sha256(source.encode()).hexdigest()
+        key = sha256(source.encode()).hexdigest()
         if key not in self.libraries:
             if self.link.target.compile_on == "client":
                 self.libraries[key] = self.link.load(self._compile_here(source))

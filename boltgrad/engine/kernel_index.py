@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 import json
 import math
 import os
 from typing import Any
 
 from ..device import compile_cache
+from ..helpers import sha1, sha256
 from ..ir.dtypes import DType
 from ..ir.node import Node
 from ..ir.ops import Op
@@ -60,7 +60,7 @@ def structural_hash(ast: Node) -> str | None:
     try:
         for n in ast.toposort():
             text = f"{n.op.name}|{n.dtype.name}|{_arg_text(n.arg)}|".encode()
-            digests[n] = hashlib.sha1(text + b"".join(digests[s] for s in n.src)).digest()
+            digests[n] = sha1(text + b"".join(digests[s] for s in n.src)).digest()
     except _Unstable:
         return None
     return digests[ast].hex()
@@ -70,7 +70,7 @@ def structural_hash(ast: Node) -> str | None:
 def code_fingerprint() -> str:
     """A hash of boltgrad's own source files: any edit of the package invalidates every index entry."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    digest = hashlib.sha256(INDEX_VERSION.encode())
+    digest = sha256(INDEX_VERSION.encode())
     for folder, dirs, files in sorted(os.walk(root)):
         dirs.sort()
         for name in sorted(files):

@@ -8,7 +8,6 @@ one source file and compiled in one compiler call. Consecutive launches on one d
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from ..codegen.search import cached_search, has_choices
 from ..device.base import Launch
 from ..device.buffer import Buffer
 from ..device.registry import get_device
+from ..helpers import sha1
 from ..ir.dtypes import uint8
 from ..ir.node import Node
 from ..ir.ops import ALU, Op
@@ -295,7 +295,7 @@ def _searched_opts(ast: Node, item: KernelItem, device: Any, debug: int) -> Kern
 def _kernel_name(ast: Node, lin: LinearProgram) -> str:
     kind = "r" if any(n.op is Op.ACC for n in lin.instructions) else "e"
     shape = "_".join(str(s) for s in ast.shape) or "1"
-    digest = hashlib.sha1(program_text(lin).encode()).hexdigest()[:8]
+    digest = sha1(program_text(lin).encode()).hexdigest()[:8]
     return f"{kind}_{shape}_{digest}"
 
 

@@ -75,10 +75,16 @@ def load(path_or_name: str | os.PathLike[str], device: str = "CPU", ctx: int | N
             magic = f.read(4)
         if magic != b"GGUF":
             raise ValueError(f"model {path}: not a GGUF file (starts with {magic!r}) nor a model folder")
-        model, gguf = load_gguf(path, device=device, ctx=ctx, progress=progress)
+        # the tokenizer first, then the vocabulary's strings (about 10 MB for SmolLM2) are dropped, so that
+        # building it (its transient Python objects) and the weights (their staging copies) never add up
+        gguf = GGUFFile.open(path)
         tokenizer = Tokenizer.from_gguf(gguf.metadata)
-        del gguf  # its metadata (the vocabulary as Python strings) is in the tokenizer now
-    empty_cache()  # staging copies of the weights, the parsed metadata: about 10 MB of SmolLM2's RSS
+        for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type"):
+            gguf.metadata.pop(key, None)
+        empty_cache()
+        model, gguf = load_gguf(path, device=device, ctx=ctx, progress=progress, opened=gguf)
+        del gguf
+    empty_cache()  # staging copies of the weights: freed blocks the heap would otherwise keep resident
     return model, tokenizer
 
 

@@ -102,10 +102,11 @@ def unpermute_rows(t: Tensor, heads: int) -> Tensor:
     return t.reshape((heads, rows // heads // 2, 2) + rest).transpose(1, 2).reshape(t.shape)
 
 
-def load_gguf(path: str, device: str = "CPU", ctx: int | None = None,
-              progress: bool = True) -> tuple[Transformer, GGUFFile]:  # fmt: skip
-    """The model in a GGUF file, and the parsed file (its metadata holds the tokenizer)."""
-    g = GGUFFile.open(path)
+def load_gguf(path: str, device: str = "CPU", ctx: int | None = None, progress: bool = True,
+              opened: GGUFFile | None = None) -> tuple[Transformer, GGUFFile]:  # fmt: skip
+    """The model in a GGUF file, and the parsed file (its metadata holds the tokenizer). ``opened``: the file's
+    header, already parsed (``GGUFFile.open``)."""
+    g = opened if opened is not None else GGUFFile.open(path)
     cfg = ModelConfig.from_gguf(g.metadata, {name: info.shape for name, info in g.tensors.items()})
     if "rope_freqs.weight" in g.tensors:  # Llama 3.1 files store the rope scaling as per-frequency divisors
         divisors = g.load("rope_freqs.weight", device)
@@ -207,6 +208,9 @@ def realize_weights(model: Transformer, progress: bool = True) -> None:
 
 
 def _progress(total: int, desc: str) -> Any:
+    """A progress bar on stderr, when stderr is a terminal (a log or a pipe gets none: tqdm costs 2 MB)."""
+    if not sys.stderr.isatty():
+        return None
     try:
         from tqdm import tqdm
     except ImportError:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from .. import DType, float16, float32
 from ..nn import Module, ModuleList
 from ..nn import functional as F
-from ..tensor import Tensor
+from ..tensor import Tensor, zeroed
 from ..tensor_reduce import cat
 from .config import ModelConfig
 from .quant import QuantizedWeight
@@ -233,8 +233,8 @@ class Transformer(Module):
         cfg = self.config
         shape = (batch, cfg.num_kv_heads, self.ctx, cfg.head_dim)
         for block in self.model.layers:
-            block.self_attn.cache_k = _zeroed(shape, self.kv_dtype, self.device)
-            block.self_attn.cache_v = _zeroed(shape, self.kv_dtype, self.device)
+            block.self_attn.cache_k = zeroed(shape, self.kv_dtype, self.device)
+            block.self_attn.cache_v = zeroed(shape, self.kv_dtype, self.device)
         self.cache_batch = batch
 
     def caches(self) -> list[Tensor]:
@@ -268,15 +268,6 @@ class Transformer(Module):
         if last is not None:
             x = x[:, last].reshape(batch, 1, -1)
         return self.lm_head(self.model.norm(x))
-
-
-def _zeroed(shape: tuple[int, ...], dtype: DType, device: str) -> Tensor:
-    """A tensor of zeros in memory of its own. (``zeros(shape).contiguous()`` made twice is one node and
-    so one buffer: two caches made that way would be the same memory.)"""
-    count = 1
-    for s in shape:
-        count *= s
-    return Tensor(bytes(dtype.itemsize * count), dtype=dtype, device=device).reshape(shape)
 
 
 def _prefixed(get: Callable[[str], Weight | None], prefix: str) -> Callable[[str], Weight | None]:

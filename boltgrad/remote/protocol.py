@@ -32,7 +32,6 @@ raises ``ProtocolError`` on anything malformed.
 from __future__ import annotations
 
 import functools
-import hashlib
 import platform
 import socket
 import struct
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..device.compile_cache import cpu_identity
+from ..helpers import sha256
 
 VERSION = 2  # 2: LOAD (binaries compiled by the client), the machine tag in WELCOME
 MAGIC = b"BG"
@@ -67,7 +67,7 @@ def machine_tag() -> str:
     """What a compiled kernel library depends on: OS, architecture, C library, and the CPU it was tuned for
     (``-march=native``), the last as a hash of its model and feature flags."""
     libc = "".join(platform.libc_ver()) or "libc?"
-    cpu = hashlib.sha256(cpu_identity().encode()).hexdigest()[:12]
+    cpu = sha256(cpu_identity().encode()).hexdigest()[:12]
     return f"{platform.system()}-{platform.machine()}-{libc}-cpu{cpu}"
 
 

@@ -22,7 +22,6 @@ batch with an error that names it, and the server goes on serving. A session may
 from __future__ import annotations
 
 import argparse
-import hashlib
 import hmac
 import os
 import queue
@@ -42,6 +41,7 @@ from ..device import compile_cache
 from ..device.base import Launch, LaunchGraph
 from ..device.registry import canonicalize, get_device
 from ..errors import CompileError
+from ..helpers import sha256
 from . import protocol as P
 
 HEARTBEAT_S = 0.5  # a busy server sends a heartbeat this often, so a client can tell slow from dead
@@ -99,7 +99,7 @@ class ContentStore:
     def put(self, data: bytes) -> None:
         if len(data) > self.cap:
             return
-        key = hashlib.sha256(data).digest()
+        key = sha256(data).digest()
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
@@ -161,7 +161,7 @@ class Session:
         if bytes(binary[:4]) not in _LIBRARY_MAGICS:
             raise ValueError("what the client sent is not a shared library (no ELF or Mach-O header)")
         suffix = self.device.compiler.suffix
-        key = hashlib.sha256(binary).hexdigest()
+        key = sha256(binary).hexdigest()
         self.libraries[library_id] = compile_cache.get_or_build(key, lambda: bytes(binary), suffix, "client")
 
     def run_batch(self, commands: list[tuple[int, tuple[Any, ...], Any]], out: P.FrameBuffer) -> None:
@@ -551,22 +551,8 @@ def _is_loopback(address: str) -> bool:
 # ---------------------------------------------------------------- the command
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("device-server", help="serve this machine's devices to REMOTE clients")
-    p.add_argument("--listen", default=DEFAULT_ADDRESS, help="HOST:PORT or unix:PATH (default 127.0.0.1:7077)")
-    p.add_argument("--token", default=None, help="required of clients; needed for a non-loopback address")
-    p.add_argument("--device", default="CPU", help="the device clients get when they name none (default CPU)")
-    p.add_argument("--max-client-memory", type=float, default=8.0, help="GiB one client may allocate (default 8)")
-    p.add_argument("--upload-cache", type=float, default=2.0, help="GiB of uploads kept by content (default 2)")
-    p.add_argument("--tls-cert", default=None, help="serve TLS with this certificate (PEM); needs --tls-key")
-    p.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
-    p.add_argument("--no-client-binaries", action="store_true",
-                   help="refuse kernel libraries compiled by clients (REMOTE:...?compile=client)")  # fmt: skip
-    p.add_argument("--verbose", action="store_true", help="log every connection to stderr")
-    p.set_defaults(func=_main)
-
-
-def _main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    """``boltgrad device-server`` (its arguments: ``cli/device_server.py``)."""
     token = args.token if args.token is not None else config.remote_token()
     try:
         if bool(args.tls_cert) != bool(args.tls_key):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from array import array
 
 import pytest
 
+import boltgrad
 from boltgrad import stats
 from boltgrad.device.base import Launch
+from boltgrad.device.registry import get_device
 from boltgrad.errors import CompileError, DeviceUnavailable
 
 try:
@@ -265,3 +268,26 @@ def test_missing_compiler_says_how_to_install_one(monkeypatch):
 
 def test_self_check_runs_a_kernel(device):
     assert f"{device.threads} threads" in device.self_check()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_zeroed_memory_reads_as_zeros_and_takes_no_memory_until_written():
+    from boltgrad.tensor import zeroed
+
+    def resident_mb() -> float:
+        status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+        return int(status["VmRSS"].split()[0]) / 1024
+
+    before = resident_mb()
+    big = zeroed((16 << 20,), boltgrad.float32)  # 64 MB of fresh pages
+    assert resident_mb() - before < 16
+    assert big[-5:].tolist() == [0.0] * 5 and big.sum().item() == 0.0
+    other = zeroed((16 << 20,), boltgrad.float32)
+    assert other.node.arg is not big.node.arg  # two calls, two buffers
+    small = get_device("CPU").allocator
+    dirty = small.alloc(256)
+    small.copyin(dirty, memoryview(b"\xff" * 256))
+    small.free(dirty, 256)  # cached: the next alloc(256) would get these bytes back
+    clean = small.alloc_zeroed(256)
+    assert bytes(small.as_host_view(clean, 256)) == bytes(256)
+    small.free(clean, 256)

@@ -23,6 +23,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* ---------------------------------------------------------------- platform details ---------------------------- */
@@ -68,7 +70,8 @@ int bolt_threads(void);
 void bolt_run(const bolt_launch *launches, int64_t count);
 void bolt_shutdown(void);
 void *bolt_alloc(int64_t nbytes);
-void bolt_free(void *ptr);
+void *bolt_alloc_zeroed(int64_t nbytes);
+void bolt_free(void *ptr, int64_t nbytes);
 
 /* ---------------------------------------------------------------- tuning ---------------------------------------- */
 
@@ -364,14 +367,41 @@ BOLT_EXPORT void bolt_shutdown(void) {
   pthread_mutex_unlock(&run_mutex);
 }
 
+/* Blocks of at least this many bytes are pages of their own (mmap): freeing one gives its memory back to the OS
+ * at once, and a new one is zero pages that take no memory until written. */
+#define BOLT_MMAP_MIN ((size_t)1 << 16)
+
+static size_t bolt_rounded(int64_t nbytes) {
+  size_t rounded = ((size_t)nbytes + 63) & ~(size_t)63;
+  return rounded == 0 ? 64 : rounded;
+}
+
 /* 64-byte aligned memory (a cache line, and a full AVX-512 vector); never NULL for nbytes == 0. */
 BOLT_EXPORT void *bolt_alloc(int64_t nbytes) {
   if (nbytes < 0) return NULL;
-  size_t rounded = ((size_t)nbytes + 63) & ~(size_t)63;
-  if (rounded == 0) rounded = 64;
+  size_t rounded = bolt_rounded(nbytes);
+  if (rounded >= BOLT_MMAP_MIN) {
+    void *pages = mmap(NULL, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return pages == MAP_FAILED ? NULL : pages;
+  }
   void *ptr = NULL;
   if (posix_memalign(&ptr, 64, rounded) != 0) return NULL;
   return ptr;
 }
 
-BOLT_EXPORT void bolt_free(void *ptr) { free(ptr); }
+/* Memory that reads as zeros. A large block is fresh pages: a page never written stays out of resident memory
+ * (a KV cache of the full context costs only the positions used). */
+BOLT_EXPORT void *bolt_alloc_zeroed(int64_t nbytes) {
+  void *ptr = bolt_alloc(nbytes);
+  if (ptr != NULL && bolt_rounded(nbytes) < BOLT_MMAP_MIN) memset(ptr, 0, bolt_rounded(nbytes));
+  return ptr;
+}
+
+/* nbytes: as given to bolt_alloc (it says how the block was made). */
+BOLT_EXPORT void bolt_free(void *ptr, int64_t nbytes) {
+  if (ptr == NULL) return;
+  if (bolt_rounded(nbytes) >= BOLT_MMAP_MIN)
+    munmap(ptr, bolt_rounded(nbytes));
+  else
+    free(ptr);
+}
