@@ -14,7 +14,6 @@ PYTHON device.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import sys
@@ -173,6 +172,8 @@ def compile_in_parallel(
                 print(f"search: a candidate failed to compile: {str(e).splitlines()[0]}", file=sys.stderr)
                 return [None]
             return [build([k])[0] for k in chunk]
+
+    import concurrent.futures  # here: it imports logging, which nothing else of a run needs
 
     with concurrent.futures.ThreadPoolExecutor(parts) as pool:  # each compile runs in its own compiler process
         built = list(pool.map(build, chunks))

@@ -1,5 +1,7 @@
-"""Tokenizers, through the ``tokenizers`` library: from a folder's ``tokenizer.json``, or built from the vocabulary
-and merges a GGUF file carries. Chat templates (Jinja) are rendered with ``jinja2`` when it is installed.
+"""Tokenizers: a folder's ``tokenizer.json`` through the ``tokenizers`` library; a GGUF file's byte-level BPE
+vocabulary and merges in our own compact tables (``bpe.py``: about 1 MB where ``tokenizers`` takes 19 MB), which
+hand the rare text their patterns cannot split exactly to ``tokenizers``. Chat templates (Jinja) are rendered
+with ``jinja2`` when it is installed.
 
 A model folder without a tokenizer still loads: its tokenizer is a ``MissingTokenizer`` that raises a clear error
 the first time it is asked to tokenize, so a caller that passes token ids never needs one.
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
+
+from .bpe import ByteLevelBPE
 
 # Pre-tokenizer split patterns of the byte-level BPE vocabularies GGUF files name in ``tokenizer.ggml.pre``.
 # They are the published splitting rules of these model families (data, as in their tokenizer.json files).
@@ -79,26 +83,18 @@ class Tokenizer:
         if kind != "gpt2":
             return MissingTokenizer(f"GGUF tokenizer model {kind!r} is not supported yet (supported: gpt2, the "
                                     "byte-level BPE of SmolLM2, Llama 3 and Qwen)")  # fmt: skip
-        tk = _require_tokenizers()
         tokens = meta.get("tokenizer.ggml.tokens")
         merges = meta.get("tokenizer.ggml.merges")
         if not isinstance(tokens, list) or not isinstance(merges, list):
             raise ValueError("GGUF: tokenizer metadata lacks tokenizer.ggml.tokens or tokenizer.ggml.merges")
-        vocab = {t: i for i, t in enumerate(tokens)}
-        pairs = [tuple(m.split(" ", 1)) for m in merges]
-        backend = tk.Tokenizer(tk.models.BPE(vocab, pairs, fuse_unk=False, ignore_merges=False))
-        split = _SPLITS.get(meta.get("tokenizer.ggml.pre", ""))
-        byte_level = tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=split is None)
-        steps = [byte_level]
-        if split is not None:
-            steps.insert(0, tk.pre_tokenizers.Split(tk.Regex(split), behavior="isolated"))
-        elif meta.get("tokenizer.ggml.pre") == "smollm":
-            steps.insert(0, tk.pre_tokenizers.Digits(individual_digits=True))
-        backend.pre_tokenizer = tk.pre_tokenizers.Sequence(steps)
-        backend.decoder = tk.decoders.ByteLevel()
+        pre = str(meta.get("tokenizer.ggml.pre", ""))
         types = meta.get("tokenizer.ggml.token_type") or []
-        special = [tokens[i] for i, t in enumerate(types) if t in (_CONTROL, _USER_DEFINED)]
-        backend.add_special_tokens([tk.AddedToken(t, special=True, normalized=False) for t in special])
+        special = [i for i, t in enumerate(types) if t in (_CONTROL, _USER_DEFINED)]
+
+        def fallback(toks: list[str], mrgs: list[str]) -> Any:
+            return _hf_byte_level(toks, mrgs, pre, [toks[i] for i in special])
+
+        backend = ByteLevelBPE(tokens, merges, pre, special, fallback)
         bos = meta.get("tokenizer.ggml.bos_token_id")
         eos = meta.get("tokenizer.ggml.eos_token_id")
         eos_ids = tuple(dict.fromkeys(i for i in (eos, meta.get("tokenizer.ggml.eot_token_id")) if i is not None))
@@ -141,6 +137,25 @@ class Tokenizer:
         return env.from_string(self.chat_template).render(
             messages=messages, add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=eos
         )
+
+
+def _hf_byte_level(tokens: list[str], merges: list[str], pre: str, special: list[str]) -> Any:
+    """The same byte-level BPE in the ``tokenizers`` library (``ByteLevelBPE``'s fallback)."""
+    tk = _require_tokenizers()
+    vocab = {t: i for i, t in enumerate(tokens)}
+    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    backend = tk.Tokenizer(tk.models.BPE(vocab, pairs, fuse_unk=False, ignore_merges=False))
+    split = _SPLITS.get(pre)
+    byte_level = tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=split is None)
+    steps = [byte_level]
+    if split is not None:
+        steps.insert(0, tk.pre_tokenizers.Split(tk.Regex(split), behavior="isolated"))
+    elif pre == "smollm":
+        steps.insert(0, tk.pre_tokenizers.Digits(individual_digits=True))
+    backend.pre_tokenizer = tk.pre_tokenizers.Sequence(steps)
+    backend.decoder = tk.decoders.ByteLevel()
+    backend.add_special_tokens([tk.AddedToken(t, special=True, normalized=False) for t in special])
+    return backend
 
 
 class MissingTokenizer:
