@@ -561,12 +561,9 @@ def synchronize() -> None:
 def empty_cache() -> None:
     """Give memory held for reuse back: the freed blocks every opened device's allocator keeps, and (glibc) the
     C heap's free memory. Like ``torch.cuda.empty_cache()``; ``boltgrad.llm.load`` calls it once loading is done."""
-    import gc
-
     from .device.cpu import return_free_memory
     from .device.registry import _opened
 
-    gc.collect()  # buffers and graphs kept only by reference cycles go first
     for dev in list(_opened.values()):
         free_cached = getattr(getattr(dev, "allocator", None), "free_cached", None)
         if free_cached is not None:

@@ -192,12 +192,11 @@ def _summands(prog: LinearProgram) -> set[Node]:
         for s in n.src:
             users.setdefault(s, []).append(n)
     in_sum: set[Node] = set()  # ADDs whose every use is part of a sum; users come later, so walk backwards
+
+    def feeds_sum(n: Node) -> bool:
+        return all(u in in_sum or (u.op is Op.ACC_UPDATE and u.arg is Op.ADD) for u in users.get(n, ()))
+
     for n in reversed(prog.instructions):
-        if n.op is Op.ADD and n.dtype.is_float and all(
-            u in in_sum or (u.op is Op.ACC_UPDATE and u.arg is Op.ADD) for u in users.get(n, ())
-        ):
+        if n.op is Op.ADD and n.dtype.is_float and feeds_sum(n):
             in_sum.add(n)
-    return {
-        n for n, us in users.items()
-        if n.op is Op.MUL and all(u in in_sum or (u.op is Op.ACC_UPDATE and u.arg is Op.ADD) for u in us)
-    }  # fmt: skip
+    return {n for n in users if n.op is Op.MUL and feeds_sum(n)}
