@@ -5,6 +5,7 @@
 #
 #   scripts/gpu_check.sh                      # device tests, the op suite on CUDA, the benchmark, a summary
 #   GPU_CHECK_SWEEP=1 scripts/gpu_check.sh    # the benchmark also times other matmul tiles (about 30 s more)
+#   GPU_CHECK_PROFILE=1 scripts/gpu_check.sh  # and Nsight Compute on the matmul and softmax kernels (about 40 s)
 #
 # Steps: the GPU as nvidia-smi sees it; `boltgrad doctor` (CUDA's line: GPU, free memory, NVRTC); the CUDA
 # device's own tests (test/cuda, GPU tests included); the op-suite modules on CUDA against PyTorch (the CPU
@@ -49,6 +50,11 @@ step op_suite 100 "$PY" -m pytest -q -p no:cacheprovider -n 4 -k CUDA $OPS  # 4 
 BENCH_LIMIT=70
 [ -n "${GPU_CHECK_SWEEP:-}" ] && BENCH_LIMIT=110
 step bench "$BENCH_LIMIT" "$PY" -m bench.gpu --json "$LOG/bench.json" ${GPU_CHECK_SWEEP:+--sweep}
+if [ -n "${GPU_CHECK_PROFILE:-}" ]; then  # registers, occupancy, throughput of the first two reduce kernels
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  step profile 90 "${NCU:-ncu}" --section SpeedOfLight --section Occupancy --section LaunchStats \
+    --section WarpStateStats --section ComputeWorkloadAnalysis -k regex:'^r_' -c 2 "$PY" -m bench.gpu_profile
+fi
 
 echo
 echo "=== summary (logs in $LOG)"
@@ -56,4 +62,6 @@ printf '%s\n' "${SUMMARY[@]}"
 grep -h -E "^(FAILED|ERROR) " "$LOG/cuda_tests.log" "$LOG/op_suite.log" 2>/dev/null | head -40
 grep -h -E "passed|failed" "$LOG/cuda_tests.log" "$LOG/op_suite.log" 2>/dev/null | tail -2
 sed -n '/^workload/,$p' "$LOG/bench.log" 2>/dev/null
+grep -h -E "^  r_|Duration|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Issued Ipc Active|Memory Throughput" \
+  "$LOG/profile.log" 2>/dev/null
 exit $FAILED
