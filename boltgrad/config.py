@@ -27,6 +27,7 @@ CC_VAR = EnvVar("BOLT_CC", "", "the C compiler for the CPU device; default: cc, 
 CFLAGS_VAR = EnvVar("BOLT_CFLAGS", "", "extra flags appended to the C compiler's command line")
 THREADS_VAR = EnvVar("BOLT_THREADS", "0", "worker threads of the CPU runtime; 0 means one per core")
 XDG_CACHE_VAR = EnvVar("XDG_CACHE_HOME", "", "the user's cache root, used when BOLT_CACHE_DIR is not set")
+REMOTE_ADDRESS = "127.0.0.1:7077"  # where a device server listens, and a REMOTE device looks, unless told
 REMOTE_TOKEN_VAR = EnvVar("BOLT_REMOTE_TOKEN", "", "the token a device server requires and REMOTE clients present")
 REMOTE_TIMEOUT_VAR = EnvVar("BOLT_REMOTE_TIMEOUT", "3", "seconds without a word from a device server before DeviceLost")
 REMOTE_TLS_VAR = EnvVar("BOLT_REMOTE_TLS", "", "REMOTE over TLS: 1 trusts the system's CAs, a path that PEM file")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-DEFAULT_ADDRESS = "127.0.0.1:7077"
+from .. import config
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("device-server", help="serve this machine's devices to REMOTE clients")
-    p.add_argument("--listen", default=DEFAULT_ADDRESS, help="HOST:PORT or unix:PATH (default 127.0.0.1:7077)")
+    p.add_argument("--listen", default=config.REMOTE_ADDRESS, help="HOST:PORT or unix:PATH (default 127.0.0.1:7077)")
     p.add_argument("--token", default=None, help="required of clients; needed for a non-loopback address")
     p.add_argument("--device", default="CPU", help="the device clients get when they name none (default CPU)")
     p.add_argument("--max-client-memory", type=float, default=8.0, help="GiB one client may allocate (default 8)")

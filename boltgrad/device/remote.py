@@ -44,7 +44,6 @@ from ..remote import protocol as P
 from .base import Allocator, Compiler, Device, Launch, LaunchGraph
 from .cpu import CCompiler
 
-DEFAULT_ADDRESS = "127.0.0.1:7077"
 FLUSH_BYTES = 32 << 20  # queued upload bytes that trigger sending the queue without waiting for a read
 _ids = itertools.count(1)  # ids of buffers, libraries, programs and graphs: unique in the process
 _uploaded: dict[str, set[bytes]] = {}  # server instance -> content hashes this process uploaded to it
@@ -82,7 +81,7 @@ class Target:
         if options or compile_on not in ("server", "client"):
             raise ValueError(f"device {name!r}: unknown option {query!r}; fix: the only option is "
                              "?compile=client (or ?compile=server, the default)")  # fmt: skip
-        return Target(rest or DEFAULT_ADDRESS, device.upper(), compile_on)
+        return Target(rest or config.REMOTE_ADDRESS, device.upper(), compile_on)
 
 
 class _Link:

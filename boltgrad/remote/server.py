@@ -46,7 +46,6 @@ from . import protocol as P
 
 HEARTBEAT_S = 0.5  # a busy server sends a heartbeat this often, so a client can tell slow from dead
 HANDSHAKE_TIMEOUT_S = 10.0
-DEFAULT_ADDRESS = "127.0.0.1:7077"
 
 
 class CommandError(Exception):
@@ -455,7 +454,7 @@ _U32 = struct.Struct("<I")
 
 
 class DeviceServer:
-    def __init__(self, listen: str = DEFAULT_ADDRESS, token: str = "", device: str = "CPU",
+    def __init__(self, listen: str = config.REMOTE_ADDRESS, token: str = "", device: str = "CPU",
                  memory_cap: int = 8 << 30, verbose: bool = False, upload_cache: int = 2 << 30,
                  tls: tuple[str, str] | None = None, client_binaries: bool = True):  # fmt: skip
         self.listen = listen
