@@ -37,8 +37,7 @@ def byte_chars() -> list[str]:
 
 
 _L, _N, _NOT_LN = r"[^\W\d_]", r"\d", r"(?:[^\s\w]|_)"
-# the pre-tokenizer patterns, original (for ``tokenizers``) and in Python's terms (see the module doc)
-GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# the pre-tokenizer patterns in Python's terms (see the module doc; GPT-2's is the byte-level default)
 _GPT2_PY = rf"'s|'t|'re|'ve|'m|'ll|'d| ?{_L}+| ?{_N}+| ?{_NOT_LN}+|\s+(?!\S)|\s+"
 _LLAMA3_PY = (
     rf"(?i:'s|'t|'re|'ve|'m|'ll|'d)|(?:[^\r\n\w]|_)?{_L}+|{_N}{{1,3}}| ?{_NOT_LN}+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -72,8 +71,9 @@ class ByteLevelBPE:
         for t in tokens:
             self._starts.append(self._starts[-1] + len(t))
         index = {t: i for i, t in enumerate(tokens)}
-        self._byte_ids = [index.get(c, -1) for c in byte_chars()]
-        self._char_byte = {c: b for b, c in enumerate(byte_chars())}
+        chars = byte_chars()
+        self._byte_ids = [index.get(c, -1) for c in chars]
+        self._char_byte = {c: b for b, c in enumerate(chars)}
         width = max(len(tokens), 1).bit_length()
         self._width = width
         pairs: dict[int, int] = {}  # a pair listed twice keeps its last rank, as in ``tokenizers``
@@ -91,7 +91,6 @@ class ByteLevelBPE:
         self._special_ids = frozenset(special)
         by_length = sorted(self._special, key=len, reverse=True)
         self._special_re = re.compile("|".join(map(re.escape, by_length))) if by_length else None
-        self.pre = pre
         if pre in PY_SPLITS:
             self._split = re.compile(PY_SPLITS[pre]).findall
         else:  # GPT-2's own pattern (ByteLevel's), after SmolLM2's digit split where named
