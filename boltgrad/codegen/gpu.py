@@ -3,7 +3,7 @@
 The kernel is lowered as for the CPU but without register-level choices (``lower._lower_once`` with no lanes,
 upcasts or blocking); then its output loops are mapped to blocks and threads. ``RANGE`` nodes of kind
 ``"block"`` and ``"thread"`` stand for ``blockIdx.x`` and ``threadIdx.x``: no instruction opens them, every
-thread of the grid runs the whole instruction list with its own values. Three mappings, tried in order:
+thread of the grid runs the whole instruction list with its own values. Four mappings, tried in order:
 
 - **tiled matmul**: a kernel whose one reduce sums ``x * y`` where ``x`` depends on the rows and the reduce
   but not the columns and ``y`` the other way round (any prologue: casts, dequantization). A block computes a
@@ -16,6 +16,12 @@ thread of the grid runs the whole instruction list with its own values. Three ma
   ``__launch_bounds__`` asks for ``matmul_blocks_per_sm`` blocks per SM (2: at most 128 registers a thread).
   The two tiles are double-buffered by the step's parity, so one barrier per step is enough: a thread that
   overwrites a buffer two steps later has passed the barrier every thread reaches only after reading it.
+- **row kernel**: a kernel whose reduces depend on some output dims only (the rows), read broadcast over the
+  others (the columns): softmax, layer norm and their gradients, which the scheduler fuses on a GPU. One block
+  per row; each reduce is a block reduce (below) whose result every thread receives, inner ones first (the max
+  before the sum of exponentials that reads it); then the threads loop over the row's columns, neighbouring
+  threads on neighbouring columns. The row is read once per reduce and once more for the output, from the
+  cache after the first pass, instead of from memory by three kernels.
 - **block reduce**: one block per output. Each thread reduces every ``T``-th element of the reduce, then the
   warp combines its threads' partial values with shuffles (``__shfl_down_sync``), each warp's first lane writes
   its value to shared memory, and after a barrier the first warp's lanes combine those; a last shuffle hands
@@ -50,6 +56,10 @@ class GPUTarget:
     warp: int = 32
     block_reduce_min: int = 128  # reduces at least this long get a block per output ...
     few_outputs: int = 2048  # ... when their loads are contiguous along the reduce, or outputs are this few
+    # a reduce broadcast back over its innermost dims fuses into a row kernel when a row holds this many elements
+    # (shorter: the three kernels of a softmax waste fewer threads; longer: one block per row is too few threads)
+    row_min: int = 128
+    row_max: int = 1 << 16
     tile: tuple[int, int, int, int, int] = (16, 16, 8, 8, 8)  # matmul: threads (y, x), outputs (y, x), k step
     matmul_min: int = 64  # rows, columns and reduce at least this for the tiled matmul
     # blocks of the tiled matmul that must fit on one SM at once (the compiler caps registers to allow it: 2
@@ -66,8 +76,8 @@ class GPUTarget:
 CUDA_TARGET = GPUTarget()
 # PYTHON_GPU runs every thread in Python: small blocks and tiles, and low thresholds, so that the op suite's
 # small shapes take every path (several warps, partial tiles, partial blocks)
-EMULATED_TARGET = GPUTarget(block=64, reduce_block=64, block_reduce_min=4, few_outputs=16, tile=(4, 2, 2, 2, 4),
-                            matmul_min=2, pad=1)  # fmt: skip
+EMULATED_TARGET = GPUTarget(block=64, reduce_block=64, block_reduce_min=4, few_outputs=16, row_min=4, row_max=200,
+                            tile=(4, 2, 2, 2, 4), matmul_min=2, pad=1)  # fmt: skip
 GPU_TARGETS = {"cuda": CUDA_TARGET, "python_gpu": EMULATED_TARGET}
 
 
@@ -82,7 +92,8 @@ def lower_for_gpu(ast: Node, target: GPUTarget, name: str = "kernel") -> LinearP
     if prod(mapper.extents) == 0:
         return linearize(LoweredKernel(store, ranges, 0, 1, params), name)
     mapped, grid, block = mapper.map()
-    lin = linearize(LoweredKernel(mapped, [], grid * block, 1, params), name)
+    lin = linearize(LoweredKernel(mapped, mapper.loops, grid * block, 1, params), name)
+    lin.global_range = None  # loops a thread runs (a row kernel's columns) are not split across CPU threads
     lin.meta["gpu"] = (grid, block)
     if mapper.blocks_per_sm:
         lin.meta["blocks_per_sm"] = mapper.blocks_per_sm
@@ -96,6 +107,7 @@ class _Mapper:
         self.next_id = next_id
         self.locals = 0
         self.blocks_per_sm = 0  # blocks that must fit on one SM at once (0: as many as the registers allow)
+        self.loops: list[Node] = []  # loops every thread runs around the stores (a row kernel's columns)
 
     def new_range(self, extent: int, kind: str) -> Node:
         self.next_id += 1
@@ -109,6 +121,9 @@ class _Mapper:
         plan = _matmul_parts(self.store, self.ranges, self.t)
         if plan is not None:
             return self.tiled_matmul(*plan)
+        rows = _row_ranges(self.store, self.ranges)
+        if rows is not None:
+            return self.row_kernel(rows)
         reduces = _top_reduces(self.store)
         if reduces and self._wants_block_reduce(reduces):
             return self.block_reduce()
@@ -156,6 +171,38 @@ class _Mapper:
         store = substitute(store, combined)
         return _gate_stores(store, tid.lt(1)), grid, block
 
+    # ---- row kernel
+
+    def row_kernel(self, rows: list[Node]) -> tuple[Node, int, int]:
+        """One block per row: the reduces that depend on the row only (softmax's max and sum, layer norm's mean
+        and variance) are block reduces every thread receives, in order; then the threads loop over the row's
+        columns, neighbouring threads on neighbouring columns, the last step's extra threads recomputing the
+        last column without storing it."""
+        cols = [r for r in self.ranges if r not in rows]
+        row_extents = tuple(int(r.src[0].arg) for r in rows)
+        col_extents = tuple(int(r.src[0].arg) for r in cols)
+        grid, width = prod(row_extents), prod(col_extents)
+        longest = max([width] + [_length(n) for n in self.store.toposort() if n.op is Op.REDUCE])
+        block = self.t.warp
+        while block < min(longest, self.t.reduce_block):
+            block *= 2
+        bid, tid = self.new_range(grid, "block"), self.new_range(block, "thread")
+        step = self.new_range(-(-width // block), "loop")
+        self.loops = [step]
+        flat, inside = step * block + tid, None
+        if width % block:
+            inside = simplify(flat.lt(width))
+            flat = inside.where(flat, const(width - 1))
+        at = dict(zip(rows, unflatten_index(bid, row_extents)))
+        at.update(zip(cols, unflatten_index(simplify(flat), col_extents)))
+        store = simplify(substitute(self.store, at))
+        done: dict[Node, Node] = {}
+        for n in store.toposort():  # inner reduces first: softmax's sum reads the max
+            if n.op is Op.REDUCE and _free_ranges(n) <= {bid}:
+                done[n] = self._combine(self._partial(substitute(n, done), tid, block), n.arg, tid, block)
+        store = substitute(store, done)
+        return (_gate_stores(store, inside) if inside is not None else store), grid, block
+
     def _partial(self, n: Node, tid: Node, block: int) -> Node:
         """This thread's share of reduce ``n``: elements tid, tid + block, ... of its flattened loops."""
         rranges = _reduce_ranges(n)
@@ -166,7 +213,7 @@ class _Mapper:
         body = substitute(n.src[0], dict(zip(rranges, unflatten_index(flat, extents))))
         if length % block:
             inside = simplify(flat.lt(length))
-            body = inside.where(_gate_loads(body, inside), const(reduce_identity(n.arg, n.dtype), n.dtype))
+            body = inside.where(_gate_loads(body, inside, step), const(reduce_identity(n.arg, n.dtype), n.dtype))
         return Node(Op.REDUCE, n.dtype, (simplify(body), step), n.arg)
 
     def _combine(self, value: Node, rop: Op, tid: Node, block: int) -> Node:
@@ -265,6 +312,34 @@ def _reduce_ranges(n: Node) -> tuple[Node, ...]:
     return tuple(s for s in n.src[1:] if s.op is Op.RANGE)
 
 
+def _length(n: Node) -> int:
+    return prod(int(r.src[0].arg) for r in _reduce_ranges(n))
+
+
+def _free_ranges(n: Node) -> set[Node]:
+    """The ranges a REDUCE's value depends on: those in it but not looped over by it or a reduce inside it."""
+    nodes = n.toposort()
+    bound = {r for m in nodes if m.op is Op.REDUCE for r in _reduce_ranges(m)}
+    return {m for m in nodes if m.op is Op.RANGE} - bound
+
+
+def _row_ranges(store: Node, ranges: list[Node]) -> list[Node] | None:
+    """The output ranges of a row kernel's rows (none: one row): those its reduces depend on, when some output
+    ranges (the columns) are not among them and every reduce depends on the rows only or sits in the body of
+    one that does (an inner loop of it); None for any other kernel."""
+    reduces = [n for n in store.toposort() if n.op is Op.REDUCE]
+    if not reduces or not ranges:
+        return None
+    outputs = set(ranges)
+    free = {n: _free_ranges(n) for n in reduces}
+    row_reduces = [n for n in reduces if free[n] <= outputs]
+    rows = set().union(*(free[n] for n in row_reduces))
+    inner = {m for n in row_reduces for m in n.src[0].toposort() if m.op is Op.REDUCE}
+    if rows == outputs or any(n not in inner and not free[n] <= rows for n in reduces):
+        return None
+    return [r for r in ranges if r in rows]
+
+
 def _top_reduces(store: Node) -> list[Node]:
     """The REDUCE nodes not inside another reduce's body (those are per-thread loops wherever they sit)."""
     reduces = [n for n in store.toposort() if n.op is Op.REDUCE]
@@ -324,11 +399,13 @@ def _and(a: Node | None, b: Node | None) -> Node | None:
     return a.logical_and(b)
 
 
-def _gate_loads(expr: Node, cond: Node) -> Node:
-    """``expr`` with every load of a buffer parameter valid only where ``cond`` holds (reads nothing elsewhere)."""
+def _gate_loads(expr: Node, cond: Node, along: Node | None = None) -> Node:
+    """``expr`` with every load of a buffer parameter valid only where ``cond`` holds (reads nothing elsewhere);
+    with ``along``, only the loads that depend on that range (those of a reduce computed earlier in the kernel,
+    a row kernel's max in the body of its sum, read where they are valid anyway and must stay as they are)."""
     mapping = {}
     for n in expr.toposort():
-        if n.op is Op.LOAD and n.src[0].op is Op.PARAM:
+        if n.op is Op.LOAD and n.src[0].op is Op.PARAM and (along is None or along in n.toposort()):
             valid = cond if len(n.src) < 3 else n.src[2].logical_and(cond)
             mapping[n] = Node(Op.LOAD, n.dtype, (n.src[0], n.src[1], valid))
     return substitute(expr, mapping) if mapping else expr

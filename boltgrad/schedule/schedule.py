@@ -7,7 +7,9 @@ broadcast reduce would be recomputed for every element it is broadcast to). An e
 exponential, logarithm or sine in it that a reduce reads through an EXPAND is materialized too (attention's
 probabilities, broadcast over the head dim of ``probs @ V``): it would be recomputed per broadcast element.
 Everything else fuses: elementwise chains into their consumer, a reduce with its elementwise prologue and
-epilogue, movement ops as index arithmetic.
+epilogue, movement ops as index arithmetic. On a GPU, a reduce over a tensor's innermost dims that an
+elementwise kernel reads broadcast back over those dims fuses into it as a *row kernel* (softmax, layer norm:
+one kernel, one block per row, that reduces and then writes the row; ``codegen.gpu``).
 
 Each kernel is described by an *AST*: ``STORE(PARAM 0, value)`` where every materialized input is a
 ``PARAM(i, shape)`` placeholder. Kernels with equal ASTs are the same hash-consed node, so compiled programs
@@ -21,8 +23,9 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..codegen.gpu import GPU_TARGETS, GPUTarget
 from ..device.buffer import Buffer
-from ..device.registry import Device_
+from ..device.registry import Device_, get_device
 from ..helpers import prod
 from ..ir.node import Node, toposort
 from ..ir.ops import ELEMENTWISE, MOVEMENT, Op
@@ -174,36 +177,104 @@ def _materialized(targets: list[Node], nodes: list[Node]) -> set[Node]:
         if n.op is Op.REDUCE and reads[n] > 1:
             chosen.add(n)
     # a reduce read through an EXPAND (or as the source of a GATHER) from its kernel's root would be recomputed
-    # per broadcast (or gathered) element; so would an expensive elementwise value a reduce reads broadcast
+    # per broadcast (or gathered) element; so would an expensive elementwise value a reduce reads broadcast.
+    # On a GPU, a reduce over the innermost dims broadcast back over them fuses into an elementwise root: a row
+    # kernel, one block per row, reduces first and then computes the row (``codegen.gpu``). ``expanded`` is
+    # False, True, or the number of leading row dims while the walk is under such a row broadcast.
     roots = list(chosen)
-    seen: set[tuple[Node, bool, bool]] = set()
+    seen: set[tuple] = set()
     while roots:
         root = roots.pop()
+        value = root.src[-1] if root.op in (Op.CONTIGUOUS, Op.ASSIGN) else root
+        target = _row_target(device_of(root)) if value.op is not Op.REDUCE else None
+        shape = value.shape if target is not None and _elementwise_root(value, chosen) else None
         stack = [(s, False, root.op is Op.REDUCE) for s in root.src]
         while stack:
             n, expanded, in_reduce = stack.pop()
-            if (n, expanded, in_reduce) in seen or n.op is Op.BUFFER:
+            key = (n, expanded, in_reduce, shape)
+            if key in seen or n.op is Op.BUFFER:
                 continue
-            seen.add((n, expanded, in_reduce))
+            seen.add(key)
             if n in chosen:
-                if (n, None, None) not in seen:
-                    seen.add((n, None, None))  # type: ignore[arg-type]
+                if (n, None, None, None) not in seen:
+                    seen.add((n, None, None, None))
                     roots.append(n)
                 continue
-            if n.op is Op.REDUCE and expanded:
-                chosen.add(n)
-                roots.append(n)
-                continue
-            if n.op is Op.EXPAND and in_reduce and not expanded:
+            if n.op is Op.REDUCE and expanded is not False:
+                if not (_is_rows(expanded) and _row_reduce(n, shape, expanded, reads[n])):
+                    chosen.add(n)
+                    roots.append(n)
+                    continue
+                expanded, in_reduce = False, True  # its body runs once per row element, as the root's does
+            if n.op is Op.EXPAND and in_reduce and expanded is False:
                 inner = _costly_broadcast(n, chosen)
                 if inner is not None:
                     chosen.add(inner)
                     roots.append(inner)
-            passes_expand = expanded or n.op is Op.EXPAND
+            if _is_rows(expanded):
+                expanded = expanded if n.op in ELEMENTWISE or n.op is Op.DETACH or _unit_reshape(n) else True
+            elif n.op is Op.EXPAND and expanded is False:
+                expanded = _row_broadcast(n, shape, target) if shape is not None else True
             in_reduce = in_reduce or n.op is Op.REDUCE
-            stack.extend((s, passes_expand or (n.op is Op.GATHER and i == 0), in_reduce) for i, s in enumerate(n.src))
+            for i, s in enumerate(n.src):
+                stack.append((s, expanded if expanded is not False else n.op is Op.GATHER and i == 0, in_reduce))
     _shared_reduces(chosen)
     return chosen
+
+
+def _is_rows(expanded: bool | int) -> bool:
+    return not isinstance(expanded, bool)
+
+
+def _row_target(device: str) -> GPUTarget | None:
+    """The GPU target of ``device``; None for a device without row kernels (the CPU: there a broadcast reduce
+    gets a buffer, and the loops stay simple for the register tiles)."""
+    return GPU_TARGETS.get(get_device(device or Device_.DEFAULT).renderer)
+
+
+def _elementwise_root(value: Node, chosen: set[Node]) -> bool:
+    """Whether the kernel computing ``value`` reads no reduce except through an EXPAND (it is not a reduce)."""
+    stack, seen = [value], set()
+    while stack:
+        n = stack.pop()
+        if n in seen or n.op is Op.BUFFER or (n is not value and n in chosen):
+            continue
+        seen.add(n)
+        if n.op is Op.REDUCE:
+            return False
+        if n.op is not Op.EXPAND:
+            stack.extend(n.src[1:] if n.op is Op.GATHER else n.src)
+    return True
+
+
+def _row_broadcast(expand: Node, shape: tuple[int, ...], target: GPUTarget) -> bool | int:
+    """For an EXPAND to a row kernel's root shape: where the row's dims start (the number of leading dims, size-1
+    dims included) when it broadcasts the leading dims' values over all the innermost dims, a row of a length
+    the target's row kernels take; True (a plain broadcast) otherwise."""
+    if expand.shape != shape:
+        return True
+    src = expand.src[0].shape
+    dims = [i for i, s in enumerate(shape) if s != 1]
+    rows = 0
+    while rows < len(dims) and src[dims[rows]] == shape[dims[rows]]:
+        rows += 1
+    cols = dims[rows:]
+    if not cols or any(src[i] != 1 for i in cols):
+        return True
+    return cols[0] if target.row_min <= prod(shape[i] for i in cols) <= target.row_max else True
+
+
+def _unit_reshape(n: Node) -> bool:
+    """A RESHAPE that only adds or removes dims of size 1 (index arithmetic stays the same)."""
+    return n.op is Op.RESHAPE and [s for s in n.shape if s != 1] == [s for s in n.src[0].shape if s != 1]
+
+
+def _row_reduce(n: Node, shape: tuple[int, ...] | None, rows: int, reads: int) -> bool:
+    """Whether REDUCE ``n``, reached under a row broadcast of ``rows`` leading dims, reduces exactly the row's
+    innermost dims of the root shape (a row kernel computes it once per row), and nothing else reads it."""
+    if shape is None or reads > 1 or n.src[0].shape != shape:
+        return False
+    return all(n.shape[i] == (s if i < rows else 1) for i, s in enumerate(shape))
 
 
 COSTLY = frozenset({Op.EXP2, Op.LOG2, Op.SIN})  # library-call-sized math: not worth repeating per broadcast

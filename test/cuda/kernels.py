@@ -60,6 +60,7 @@ def collect_suite_sources() -> dict[str, str]:
                 except (Exception, pytest.skip.Exception, pytest.fail.Exception):
                     pass  # NULL computes no values: the comparisons fail; the kernels were rendered before
     _matmuls()
+    _rows()
     compiled = realize._compiled.items()  # a kernel of no iterations (empty tensors) has no source: never compiled
     return {ck.name: ck.source for (device, _, _), ck in compiled if device == DEVICE and ck.source}
 
@@ -76,6 +77,20 @@ def _matmuls() -> None:
             outs.append(a @ b)
     x, w, bias = (boltgrad.ones(s, device=DEVICE).contiguous().realize() for s in ((200, 96), (72, 96), (72,)))
     outs.append((x @ w.T + bias).relu())
+    Tensor.realize_all(outs)
+
+
+def _rows() -> None:
+    """Row kernels (the suite's rows are shorter than the CUDA target's minimum): softmax, log-softmax and layer
+    norm over rows of 1000 and 4096, float32 and float16, and their gradients."""
+    outs = []
+    for shape in ((64, 1000), (8, 4096)):
+        for dtype in (boltgrad.float32, boltgrad.float16):
+            x = boltgrad.ones(shape, device=DEVICE, dtype=dtype).contiguous().realize().requires_grad_()
+            w = boltgrad.ones(shape[-1], device=DEVICE, dtype=dtype).contiguous().realize().requires_grad_()
+            y = x.softmax(-1) + x.log_softmax(-1) + boltgrad.nn.functional.layer_norm(x, shape[-1], w)
+            y.sum().backward()
+            outs += [y, x.grad, w.grad]
     Tensor.realize_all(outs)
 
 

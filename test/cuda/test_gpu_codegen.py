@@ -18,17 +18,27 @@ from boltgrad.ir.dtypes import float32, int64
 from boltgrad.ir.node import Node, const
 from boltgrad.ir.ops import Op
 from boltgrad.render.cuda import CUDARenderer
+from boltgrad.schedule.schedule import create_schedule
 
 DEV = "PYTHON_GPU"
 
 
+def kernels(t: Tensor) -> list[LinearProgram]:
+    """The GPU-lowered kernels that realizing ``t`` runs (on PYTHON_GPU's target: emulated sizes)."""
+    return [lower_for_gpu(item.ast, EMULATED_TARGET) for item in create_schedule([t.node]).items]
+
+
+def kind_of(lin: LinearProgram) -> str:
+    """How a kernel was mapped: row (block reduces, then a loop over the row), tiled, block_reduce or per_thread."""
+    ops = {n.op for n in lin.instructions}
+    if Op.SHUFFLE in ops:
+        return "row" if any(n.op is Op.RANGE and n.arg[1] == "loop" for n in lin.instructions) else "block_reduce"
+    return "tiled" if Op.BARRIER in ops else "per_thread"
+
+
 def mapping(t: Tensor) -> str:
     """How the kernel that computes ``t`` was mapped: tiled, block_reduce or per_thread."""
-    before = set(realize._compiled)
-    t.realize()
-    new = [ck for key, ck in realize._compiled.items() if key not in before and key[0] == DEV]
-    ops = {n.op for n in new[-1].linear.instructions}
-    return "block_reduce" if Op.SHUFFLE in ops else "tiled" if Op.BARRIER in ops else "per_thread"
+    return kind_of(kernels(t)[-1])
 
 
 def rand(*shape: int, seed: int = 0) -> np.ndarray:
@@ -91,6 +101,75 @@ def test_softmax_and_layernorm_rows():
     mean, var = x.mean(1, keepdims=True), x.var(1, keepdims=True)
     got = nn.functional.layer_norm(t, (70,)).numpy()
     np.testing.assert_allclose(got, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (5, 70), (2, 3, 33), (4, 1, 64), (1, 129)])
+def test_softmax_log_softmax_and_layer_norm_are_one_row_kernel(shape):
+    x = rand(*shape)
+    t = Tensor(x, device=DEV)
+    e = np.exp(x - x.max(-1, keepdims=True))
+    soft = e / e.sum(-1, keepdims=True)
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    w, b = rand(shape[-1], seed=1), rand(shape[-1], seed=2)
+    cases = [
+        (t.softmax(-1), soft, 2),  # the max, then the sum of exponentials
+        (t.log_softmax(-1), np.log(soft), 2),
+        (nn.functional.layer_norm(t, shape[-1], Tensor(w, device=DEV), Tensor(b, device=DEV)),
+         (x - mean) / np.sqrt(var + 1e-5) * w + b, 2),  # the mean, then the variance
+        (nn.functional.rms_norm(t, shape[-1], eps=1e-6), x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-6), 1),
+    ]  # fmt: skip
+    for out, want, reduces in cases:
+        (lin,) = kernels(out)
+        assert kind_of(lin) == "row"
+        combines = sum(n.op is Op.SHUFFLE and n.arg == ("idx", 0) for n in lin.instructions)
+        assert combines == reduces  # each reduce computed once per row, not once per element
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_row_kernels_backward_matches_the_cpu():
+    x, g = rand(6, 37), rand(6, 37, seed=3)
+    grads = []
+    for device in ("CPU", DEV):
+        t = Tensor(x, device=device, requires_grad=True)
+        w = Tensor(rand(37, seed=1), device=device, requires_grad=True)
+        out = t.softmax(-1) * Tensor(g, device=device) + nn.functional.layer_norm(t, 37, w).square()
+        out.sum().backward()
+        grads.append((t.grad.numpy(), w.grad.numpy()))
+    for cpu, gpu in zip(*grads):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_broadcast_reduces_that_stay_kernels_of_their_own():
+    x = rand(40, 6)
+    t = Tensor(x, device=DEV)
+    # over the outer dim the row would be strided: the max and the sum keep their kernels
+    e = np.exp(x - x.max(0, keepdims=True))
+    out = t.softmax(0)
+    assert len(kernels(out)) == 3
+    np.testing.assert_allclose(out.numpy(), e / e.sum(0, keepdims=True), rtol=1e-5, atol=1e-6)
+    # a reduce that reads the probabilities (attention's probs @ V) is not a row kernel; the softmax before it is
+    q, v = rand(2, 5, 8), rand(2, 5, 8, seed=1)
+    probs = (Tensor(q, device=DEV) @ Tensor(q, device=DEV).transpose(-1, -2)).softmax(-1)
+    out = probs @ Tensor(v, device=DEV)
+    assert [kind_of(lin) for lin in kernels(out)] == ["tiled", "row", "tiled"]
+    s = q @ q.transpose(0, 2, 1)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    np.testing.assert_allclose(out.numpy(), p / p.sum(-1, keepdims=True) @ v, rtol=1e-4, atol=1e-5)
+    # on the CUDA target a row shorter than a block reduce's minimum keeps three kernels; the CPU always does
+    for device, shape, count in (("NULL:CUDA", (64, 100), 3), ("NULL:CUDA", (64, 128), 1), ("CPU", (4, 4096), 3)):
+        assert len(create_schedule([Tensor(rand(*shape), device=device).softmax(-1).node]).items) == count
+
+
+def test_cuda_source_of_a_row_kernel():
+    Tensor(rand(64, 1000), device="NULL:CUDA").softmax(-1).realize()
+    ck = next(ck for (dev, _, _), ck in realize._compiled.items()
+              if dev == "NULL:CUDA" and ck.name.startswith("r_64_1000"))  # fmt: skip
+    assert ck.linear.meta["gpu"] == (64, 256)
+    assert ck.source.count("__syncthreads();") == 2  # one per block reduce (the max, the sum)
+    lines = ck.source.splitlines()
+    loops = [i for i, line in enumerate(lines) if line.strip().startswith("for (")]
+    store = next(i for i, line in enumerate(lines) if line.strip().startswith("if (") and "b0[" in line)
+    assert len(loops) == 3 and loops[-1] < store  # the two reduces' loops, then the row's columns
 
 
 def test_cuda_source_of_a_block_reduce_uses_shuffles_and_one_barrier():
