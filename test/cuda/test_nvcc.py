@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from kernels import collect_suite_sources, cuda_unit
+from suite_kernels import collect_suite_sources, cuda_unit
 
 NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH (the CUDA toolkit is not installed)")

@@ -46,7 +46,8 @@ ACTIVATIONS = {
     "leaky_relu_0.2": (lambda x: x.leaky_relu(0.2), lambda x: torch.nn.functional.leaky_relu(x, 0.2)),
     "elu": (lambda x: x.elu(), lambda x: torch.nn.functional.elu(x)),
     "elu_2": (lambda x: x.elu(alpha=2.0), lambda x: torch.nn.functional.elu(x, alpha=2.0)),
-    "gelu": (lambda x: x.gelu(), lambda x: torch.nn.functional.gelu(x)),
+    # torch's vectorized float32 GELU gives nan at +inf on AVX-512 CPUs (its scalar path and float64 give inf)
+    "gelu": (lambda x: x.gelu(), lambda x: torch.nn.functional.gelu(x.double()).to(x.dtype)),
     "gelu_tanh": (lambda x: x.gelu(approximate="tanh"), lambda x: torch.nn.functional.gelu(x, approximate="tanh")),
     "silu": (lambda x: x.silu(), lambda x: torch.nn.functional.silu(x)),
     "hardswish": (lambda x: x.hardswish(), lambda x: torch.nn.functional.hardswish(x)),
