@@ -11,9 +11,9 @@
 The first call runs the function normally. The second runs it again and records every kernel launch and copy
 the engine makes, with the buffers each one touched (``jit(warmup=False)`` records on the first call already).
 From the third call on the function is not called at all: the recorded launches are replayed, on the CPU as one
-native call into the runtime's launch list, with the new inputs' buffers patched in, fresh output buffers
-allocated, and the random-number counter advanced (and the seed of `manual_seed` rebound) so each replay draws
-new numbers.
+native call into the runtime's launch list, on CUDA as one CUDA graph launch, with the new inputs' buffers
+patched in, fresh output buffers allocated, and the random-number counter advanced (and the seed of
+`manual_seed` rebound) so each replay draws new numbers.
 
 What a replay keeps and what it does not:
 - Tensors the step closes over and updates with ``assign`` (weights, optimizer state) keep their values across

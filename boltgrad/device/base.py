@@ -141,7 +141,8 @@ class Device:
         """Wait until everything queued on this device has finished."""
 
     def graph(self, launches: list[Launch]) -> LaunchGraph:
-        """Launches packed for repeated replay; devices with a native form (the CPU's launch list) override."""
+        """Launches packed for repeated replay; devices with a native form (the CPU's launch list, a CUDA graph)
+        override."""
         return LaunchGraph(self, launches)
 
 

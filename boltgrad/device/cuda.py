@@ -16,6 +16,9 @@ The price is that we declare the signatures ourselves (``_DRIVER`` and ``_NVRTC`
   a GPU newer than the NVRTC), cached on disk like C kernels, loaded with ``cuModuleLoadData`` and launched
   with ``cuLaunchKernel`` on one stream per device, in order. A kernel's block size is its
   ``__launch_bounds__``; a launch of ``size`` threads runs ``size / block`` blocks.
+- **Graphs**: a jitted step's launches replay as one CUDA graph (``CUDAGraph``): built once from kernel nodes,
+  launched with ``cuGraphLaunch``; a replay's new buffer addresses and Variable values update only the nodes
+  that read them. ``BOLT_CUDA_GRAPHS=0``, or a driver that cannot build the graph, replays launch by launch.
 - **NVRTC** is found, in order: ``BOLT_NVRTC``; the ``nvidia-cuda-nvrtc`` wheel (``pip install
   boltgrad[cuda]``; ``nvidia/cu13/lib`` or ``nvidia/cuda_nvrtc/lib`` on ``sys.path``), which is also where an
   installed PyTorch's NVIDIA wheels put it; ``CUDA_HOME``; ``/usr/local/cuda``; the system's library path.
@@ -32,12 +35,13 @@ import glob
 import os
 import re
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from boltgrad import config, stats
 from boltgrad.device import compile_cache
-from boltgrad.device.base import CachingAllocator, Compiler, Device, Launch
+from boltgrad.device.base import CachingAllocator, Compiler, Device, Launch, LaunchGraph
 from boltgrad.errors import CompileError, DeviceUnavailable
 
 DRIVER_FIX = "fix: install the NVIDIA driver (it provides libcuda.so.1), or use another device (CPU)"
@@ -85,6 +89,27 @@ _DRIVER = {
     "cuGetErrorName": [_c.c_int, _c.POINTER(_c.c_char_p)],
     "cuGetErrorString": [_c.c_int, _c.POINTER(_c.c_char_p)],
 }
+
+
+class KernelNodeParams(ctypes.Structure):
+    """CUDA_KERNEL_NODE_PARAMS in its CUDA 12 (``_v2``) layout; ``kern`` and ``ctx`` stay NULL (``func`` is set)."""
+
+    _fields_ = [("func", _p), ("grid", _c.c_uint * 3), ("block", _c.c_uint * 3), ("shared_bytes", _c.c_uint),
+                ("params", _c.POINTER(_p)), ("extra", _p), ("kern", _p), ("ctx", _p)]  # fmt: skip
+
+
+# CUDA graphs, bound on first use and apart from _DRIVER: a driver without them (before CUDA 12, which brought the
+# _v2 node functions) still runs kernels, and a jitted step replays on it launch by launch
+_GRAPH_DRIVER = {
+    "cuGraphCreate": [_c.POINTER(_p), _c.c_uint],
+    # node, graph, dependencies, how many, parameters
+    "cuGraphAddKernelNode_v2": [_c.POINTER(_p), _p, _c.POINTER(_p), _size, _c.POINTER(KernelNodeParams)],
+    "cuGraphInstantiateWithFlags": [_c.POINTER(_p), _p, _c.c_ulonglong],
+    "cuGraphExecKernelNodeSetParams_v2": [_p, _p, _c.POINTER(KernelNodeParams)],
+    "cuGraphLaunch": [_p, _p],
+    "cuGraphExecDestroy": [_p],
+    "cuGraphDestroy": [_p],
+}
 _NVRTC = {
     "nvrtcVersion": [_c.POINTER(_c.c_int), _c.POINTER(_c.c_int)],
     "nvrtcGetNumSupportedArchs": [_c.POINTER(_c.c_int)],
@@ -120,15 +145,25 @@ def _bind(lib: ctypes.CDLL, table: dict[str, list], restype: Any) -> Any:
 # ---------------------------------------------------------------- the driver
 
 
+class CUDAError(RuntimeError):
+    """A driver call failed; ``result`` is its CUresult (None: the driver lacks the function)."""
+
+    def __init__(self, message: str, result: int | None):
+        super().__init__(message)
+        self.result = result
+
+
 class Driver:
-    """libcuda's functions, each raising RuntimeError with the driver's own name and text for a failure."""
+    """libcuda's functions; a failure raises CUDAError (a RuntimeError) with the driver's own name and text."""
 
     def __init__(self) -> None:
         try:
             lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
         except OSError as e:
             raise DeviceUnavailable(f"CUDA: no NVIDIA driver: libcuda.so.1 cannot be loaded ({e}). {DRIVER_FIX}") from e
+        self.lib = lib
         self.fn = _bind(lib, _DRIVER, ctypes.c_int)
+        self._graph_fn: Any = None
         result = self.fn.cuInit(0)
         if result == CUDA_ERROR_NO_DEVICE:
             raise DeviceUnavailable("CUDA: the NVIDIA driver is installed but sees no GPU (CUDA_ERROR_NO_DEVICE). "
@@ -144,10 +179,19 @@ class Driver:
 
     def check(self, result: int, what: str) -> None:
         if result != 0:
-            raise RuntimeError(f"CUDA: {what} failed: {self.error_text(result)}")
+            raise CUDAError(f"CUDA: {what} failed: {self.error_text(result)}", result)
 
     def call(self, name: str, *args: Any) -> None:
         self.check(getattr(self.fn, name)(*args), name)
+
+    def graph_functions(self) -> Any:
+        """The CUDA graph functions (``_GRAPH_DRIVER``); a CUDAError if this driver lacks one."""
+        if self._graph_fn is None:
+            try:
+                self._graph_fn = _bind(self.lib, _GRAPH_DRIVER, ctypes.c_int)
+            except AttributeError as e:
+                raise CUDAError(f"CUDA: this driver has no CUDA graph API of CUDA 12 ({e})", None) from None
+        return self._graph_fn
 
 
 _driver: Driver | None = None
@@ -481,12 +525,15 @@ class CUDADevice(Device):
         launch_kernel = self.drv.fn.cuLaunchKernel
         for launch in launches:
             prog: CUDAProgram = launch.program
-            values = [ctypes.c_uint64(h) for h in launch.buffers] + [ctypes.c_int64(v) for v in launch.var_values]
-            params = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
+            params, _values = _kernel_params(launch)
             grid = launch.size // prog.block
             result = launch_kernel(prog.function, grid, 1, 1, prog.block, 1, 1, 0, self.stream, params, None)
             if result != 0:
                 self.drv.check(result, f"launching {prog.name} ({grid} blocks of {prog.block})")
+
+    def graph(self, launches: list[Launch]) -> CUDAGraph:
+        """Launches packed for repeated replay: a CUDA graph (see ``CUDAGraph``)."""
+        return CUDAGraph(self, launches)
 
     def synchronize(self) -> None:
         self.make_current()
@@ -511,6 +558,119 @@ class CUDADevice(Device):
         return (f"{self.gpu_name} (sm_{self.arch}), {free / 2**30:.1f} of {total / 2**30:.1f} GiB free; "
                 f"NVRTC {self._compiler.nvrtc.version[0]}.{self._compiler.nvrtc.version[1]} ({kind}) at "
                 f"{self._compiler.nvrtc.path}")  # fmt: skip
+
+
+def _kernel_params(launch: Launch) -> tuple[ctypes.Array, list]:
+    """cuLaunchKernel's ``kernelParams``: a pointer to each argument (buffer addresses, then the int64 variable
+    values), and the arguments themselves, which must outlive the call that reads them."""
+    values = [ctypes.c_uint64(h) for h in launch.buffers] + [ctypes.c_int64(v) for v in launch.var_values]
+    return (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values]), values
+
+
+class CUDAGraph(LaunchGraph):
+    """A replayed batch of launches as one CUDA graph: built and instantiated on its first run, then launched with
+    one ``cuGraphLaunch`` per run, where plain launches cost one driver call from Python each.
+
+    The graph is built from kernel nodes (``cuGraphAddKernelNode``), each depending on the one before it, so it
+    runs the launches in order as the stream would. Why not stream capture: updating one launch's arguments needs
+    its node, which building hands back in launch order (a captured graph's nodes would have to be looked up), and
+    while a capture is in progress some calls elsewhere in the process are illegal (in the default global mode, a
+    synchronizing call from another thread, such as a library's on the shared primary context).
+
+    Arguments are copied into an instantiated graph, so a run after ``set_buffer`` or ``set_var`` changed a
+    launch's arguments first updates that launch's node (``cuGraphExecKernelNodeSetParams``); unchanged launches
+    cost nothing. A CUDA error while building or instantiating (a driver without the graph API or too old for
+    it) leaves this batch on plain launches for good, said once at ``DEBUG=1``; ``BOLT_CUDA_GRAPHS=0`` runs it
+    launch by launch too.
+    """
+
+    device: CUDADevice
+
+    def __init__(self, device: CUDADevice, launches: list[Launch]):
+        super().__init__(device, launches)
+        self.exec: ctypes.c_void_p | None = None
+        self.nodes: list[ctypes.c_void_p] = []
+        self.changed: set[int] = set()  # launches whose arguments differ from their node's
+        self.fallback: str | None = None  # why this batch runs without a graph
+
+    def set_buffer(self, launch_index: int, slot: int, handle: Any) -> None:
+        if self.launches[launch_index].buffers[slot] != handle:
+            super().set_buffer(launch_index, slot, handle)
+            self.changed.add(launch_index)
+
+    def set_var(self, launch_index: int, slot: int, value: int) -> None:
+        if self.launches[launch_index].var_values[slot] != value:
+            super().set_var(launch_index, slot, value)
+            self.changed.add(launch_index)
+
+    def run(self) -> None:
+        if self.fallback is None and config.cuda_graphs() and (self.exec is not None or self._try_instantiate()):
+            self._launch()
+        else:
+            self.device.run(self.launches)
+
+    def _try_instantiate(self) -> bool:
+        try:
+            self._instantiate()
+            return True
+        except CUDAError as e:
+            self.fallback = str(e)
+            if config.debug_level() >= 1:
+                print(f"{self.device.name}: {len(self)} launches replay without a CUDA graph: {e}", file=sys.stderr)
+            return False
+
+    def _launch(self) -> None:
+        self.device.make_current()
+        drv = self.device.drv
+        fn = drv.graph_functions()
+        for index in sorted(self.changed):
+            launch = self.launches[index]
+            node_params, _values = self._node_params(launch)
+            result = fn.cuGraphExecKernelNodeSetParams_v2(self.exec, self.nodes[index], ctypes.byref(node_params))
+            drv.check(result, f"updating {launch.program.name} in a CUDA graph")
+        self.changed.clear()
+        drv.check(fn.cuGraphLaunch(self.exec, self.device.stream), f"cuGraphLaunch of {len(self)} kernels")
+        stats.graph_launches += 1
+
+    def _node_params(self, launch: Launch) -> tuple[KernelNodeParams, list]:
+        prog: CUDAProgram = launch.program
+        params, values = _kernel_params(launch)
+        grid, block = (launch.size // prog.block, 1, 1), (prog.block, 1, 1)
+        node_params = KernelNodeParams(func=prog.function, grid=grid, block=block, shared_bytes=0,
+                                       params=ctypes.cast(params, ctypes.POINTER(ctypes.c_void_p)))  # fmt: skip
+        return node_params, [params, values]  # the driver copies the arguments during the call that reads them
+
+    def _instantiate(self) -> None:
+        self.device.make_current()
+        drv = self.device.drv
+        fn = drv.graph_functions()
+        graph = ctypes.c_void_p()
+        drv.check(fn.cuGraphCreate(ctypes.byref(graph), 0), "cuGraphCreate")
+        try:
+            nodes: list[ctypes.c_void_p] = []
+            for launch in self.launches:
+                node = ctypes.c_void_p()
+                node_params, _values = self._node_params(launch)
+                previous, count = (ctypes.byref(nodes[-1]), 1) if nodes else (None, 0)  # each after the one before
+                params = ctypes.byref(node_params)
+                result = fn.cuGraphAddKernelNode_v2(ctypes.byref(node), graph, previous, count, params)
+                drv.check(result, f"adding {launch.program.name} to a CUDA graph")
+                nodes.append(node)
+            graph_exec = ctypes.c_void_p()
+            result = fn.cuGraphInstantiateWithFlags(ctypes.byref(graph_exec), graph, 0)
+            drv.check(result, f"cuGraphInstantiateWithFlags of {len(nodes)} kernels")
+        except BaseException:
+            fn.cuGraphDestroy(graph)
+            raise
+        self.exec, self.nodes = graph_exec, nodes
+        self.changed.clear()
+        # the nodes are the graph's, which cuGraphExecKernelNodeSetParams names them by: both live as long as this
+        weakref.finalize(self, _destroy_graph, fn, graph.value, graph_exec.value)
+
+
+def _destroy_graph(fn: Any, graph: int, graph_exec: int) -> None:
+    fn.cuGraphExecDestroy(graph_exec)  # a launch still running finishes first: the driver frees it afterwards
+    fn.cuGraphDestroy(graph)
 
 
 _SELF_CHECK_SOURCE = """typedef long long int64_t;

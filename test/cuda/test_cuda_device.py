@@ -107,6 +107,16 @@ def test_a_large_matmul_softmax_and_layernorm_match_torch():
     want = torch.nn.functional.layer_norm(torch.from_numpy(x), (1000,)).numpy()
     got = boltgrad.nn.functional.layer_norm(Tensor(x, device="CUDA"), (1000,)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # row kernels (one block per row: the reductions, then the row) for a longer row and a gradient
+    x, g = rng.standard_normal((8, 4096), np.float32), rng.standard_normal((8, 4096), np.float32)
+    want = torch.log_softmax(torch.from_numpy(x), 1).numpy()
+    np.testing.assert_allclose(Tensor(x, device="CUDA").log_softmax(1).numpy(), want, rtol=1e-5, atol=1e-5)
+    grads = []
+    for device in ("CPU", "CUDA"):
+        t = Tensor(x, device=device, requires_grad=True)
+        (t.softmax(1) * Tensor(g, device=device)).sum().backward()
+        grads.append(t.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-6)
 
 
 @needs_gpu
@@ -135,3 +145,48 @@ def test_a_model_trained_on_cuda_runs_on_the_cpu_in_the_same_program():
     assert all(p.device == "CPU" for p in model.parameters())
     assert boltgrad.stats.copy_bytes - before >= sum(p.numel() * 4 for p in model.parameters())
     np.testing.assert_allclose(model(Tensor(x)).numpy(), outputs["CUDA"], rtol=1e-5, atol=1e-6)
+
+
+def _attention_decode(device: str, steps: int) -> np.ndarray:
+    """A jitted decode step (a cache written at a Variable position, attention over the rows up to it) called
+    with a new input and position each time: a plain run, the recording, then replays."""
+    max_len, dim = 16, 64
+    rng = np.random.default_rng(0)
+    cache = Tensor.zeros(max_len, dim, device=device).contiguous().realize()
+    w = Tensor(rng.standard_normal((dim, dim), np.float32), device=device).realize()
+    pos = boltgrad.Variable("cuda_graph_pos", 0, max_len - 1)
+
+    @boltgrad.jit
+    def step(x, p):
+        rows = Tensor.arange(max_len, device=device)
+        cache.assign(boltgrad.where(rows.reshape(max_len, 1) == p, (x @ w).reshape(1, dim), cache)).realize()
+        scores = (cache @ x.reshape(dim, 1)).reshape(max_len) / 8
+        scores = boltgrad.where(rows <= p, scores, -1e9)
+        return (scores.softmax(0).reshape(max_len, 1) * cache).sum(0)
+
+    xs, outs = [], []
+    for i in range(steps):
+        xs.append(Tensor(rng.standard_normal(dim).astype(np.float32), device=device))  # kept: new addresses
+        outs.append(step(xs[-1], pos.bind(i)).numpy())
+    return np.stack(outs)
+
+
+def test_the_decode_step_of_the_cuda_graph_test_runs_on_the_cpu():
+    """The GPU test below, on the CPU: its step is valid and its replays follow the Variable."""
+    got = _attention_decode("CPU", 5)
+    assert got.shape == (5, 64) and len({row.tobytes() for row in got}) == 5
+
+
+@needs_gpu
+def test_a_jitted_step_replays_as_a_cuda_graph_with_the_results_of_plain_launches(monkeypatch):
+    """CUDA graphs on (the default) and off give the same bits; the Variable and the inputs change every replay."""
+    steps = 8
+    results, graph_launches = {}, {}
+    for graphs in ("1", "0"):
+        monkeypatch.setenv("BOLT_CUDA_GRAPHS", graphs)
+        before = boltgrad.stats.graph_launches
+        results[graphs] = _attention_decode("CUDA", steps)
+        graph_launches[graphs] = boltgrad.stats.graph_launches - before
+    assert graph_launches["0"] == 0 and graph_launches["1"] >= steps - 2, graph_launches  # every replay was a graph
+    np.testing.assert_array_equal(results["1"], results["0"])
+    np.testing.assert_allclose(results["1"], _attention_decode("CPU", steps), rtol=1e-4, atol=1e-5)

@@ -4,16 +4,7 @@ where there is no GPU. The script runs in a fresh process: libcuda.so.1 is found
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
-HERE = Path(__file__).resolve().parent
-CC = shutil.which("cc") or shutil.which("gcc")
+from fake_cuda import needs_cc, run_against_fake_driver
 
 SCRIPT = r"""
 import ctypes, os
@@ -81,13 +72,6 @@ print("fake driver: ok")
 """
 
 
-@pytest.mark.skipif(CC is None, reason="no C compiler to build the stand-in driver")
+@needs_cc
 def test_cuda_device_host_side_against_a_stand_in_driver(tmp_path):
-    lib = tmp_path / "libcuda.so.1"
-    subprocess.run([CC, "-O1", "-shared", "-fPIC", "-o", str(lib), str(HERE / "fake_driver.c")], check=True)
-    root = str(HERE.parents[1])
-    env = {**os.environ, "LD_LIBRARY_PATH": str(tmp_path), "BOLT_NVRTC": str(lib),
-           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "fake driver: ok" in result.stdout
+    assert "fake driver: ok" in run_against_fake_driver(SCRIPT, tmp_path)
