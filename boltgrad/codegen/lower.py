@@ -86,7 +86,10 @@ class _Lowerer:
         if op in (Op.CONTIGUOUS, Op.ASSIGN, Op.DETACH):
             return self.lower(n.src[-1], idx, valid)
         if op is Op.RESHAPE:
-            return self.lower(n.src[0], reshape_index(idx, n.shape, n.src[0].shape), valid)
+            src = n.src[0]
+            while src.op is Op.RESHAPE:  # a reshape of a reshape is one reshape: no index round trip between them
+                src = src.src[0]
+            return self.lower(src, reshape_index(idx, n.shape, src.shape), valid)
         if op is Op.PERMUTE:
             src_idx: list[Node] = [const(0)] * len(idx)
             for i, axis in enumerate(n.arg):
@@ -272,7 +275,10 @@ def lower_kernel(ast: Node, opts: KernelOpts | None = None) -> LoweredKernel:
         ranges = ranges[:position] + [blocked] + ranges[position + 1 :]
     reduce_work = lw.reduce_work
     if strided:
+        before = ranges
         stores, ranges, reduce_work = block_reduce(stores, ranges, lw, opts, dict(upcasts))
+        if ranges is before:
+            ranges = _columns_outside(ranges, dict(upcasts), reduce_work)
     if len(stores) > 1:
         store = Node(Op.SINK, store.dtype, tuple(stores))
     else:
@@ -371,13 +377,27 @@ def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[t
     return out
 
 
+def _columns_outside(ranges: list[Node], upcasts: dict[int, int], reduce_work: int) -> list[Node]:
+    """The loop order of a register tile over (rows, columns) with a short reduce: when the rows' operand (every
+    row by the reduce) fits in L1 and there are many more column tiles than row tiles (a convolution: 32
+    output channels by 12544 positions, a reduce of 144), the column loop goes outside. Each column strip of
+    the other operand is then read from memory once and used by every row tile while it is in L1, instead of
+    the whole operand streaming from memory once per row tile; the strips are what the threads share out."""
+    if len(ranges) != 2:
+        return ranges
+    rows, cols = (int(r.src[0].arg) for r in ranges)
+    if reduce_work < 64 or rows * upcasts.get(0, 1) * reduce_work * 4 > 32 * 1024 or cols < 8 * rows:
+        return ranges
+    return [ranges[1], ranges[0]]
+
+
 def _tile_rows(extent: int, reduce_extent: int) -> int:
     """Rows of a register tile: 6 x 16 outputs (12 vector accumulators, 2 vector loads and 6 broadcasts per step)
     for long reduces, also where 6 does not divide the rows (the last tile recomputes the last row, at most 5
     of ``extent`` rows: little waste from 48 rows on); 4 or 2 rows otherwise."""
     if reduce_extent >= 64 and (extent % 6 == 0 and extent >= 12 or extent >= 48):
         return 6
-    if reduce_extent >= 64 and extent >= 8 and _factor(extent, (4, 2)) == 1:
+    if reduce_extent >= 16 and extent >= 8 and _factor(extent, (4, 2)) == 1:
         return 4  # an odd number of rows (27 = 3 channels x 3 x 3): the last tile recomputes a row
     return _factor(extent, (4, 2))
 

@@ -1,9 +1,13 @@
 """Convolutions: pad, take every window of the input as a view, copy the windows into a buffer laid out as
-(batch, *out, channels, *kernel) (im2col, one kernel), then multiply by the broadcast weight and sum over
-(channels, kernel): a matmul whose reduce reads contiguous rows, as the fast matmul kernels want. The gradient
-of the windows is written out (``_col2im``: one shifted copy of the column gradient per kernel position,
-summed in one kernel) rather than derived from the view's index arithmetic, and the weight gradient is a
-matmul over (batch, *out) reading the same buffer.
+(channels, *kernel, batch, *out) (im2col, one kernel), then multiply by the broadcast weight and sum over
+(channels, kernel): a matmul of the weight (out channels x channels*kernel) by the windows (channels*kernel x
+batch*positions), whose columns are contiguous and many, as the register tiles want (a multiple of 8 wherever
+the batch is). The output is stored as (out channels, batch, *out) and read through a permute as (batch, out
+channels, *out); its gradient is stored in the same layout, so the windows' gradient is again a tiled matmul
+(the transposed weight by the output's gradient) and the weight's gradient sums products of two rows that are
+both contiguous along batch*positions (dot products). The windows' gradient is folded back into the input's
+(``_col2im``: one shifted copy per kernel position, summed in one kernel) rather than derived from the view's
+index arithmetic.
 
 The window view of one spatial dim of size ``i`` (kernel ``k``, stride ``s``, dilation ``d``, ``o`` outputs)
 is built from movement ops only: repeat the dim ``e`` times and flatten it, so that element ``f`` of the long
@@ -84,24 +88,25 @@ def sliding_windows(x: Tensor, kernel: Sequence[int], stride: Sequence[int], dil
 
 
 def im2col(xp: Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Tensor:
-    """The windows of a padded (B, C, *spatial) input, materialized as (B, *out, C, *kernel)."""
+    """The windows of a padded (B, C, *spatial) input, materialized as (C, *kernel, B, *out): per channel and
+    kernel position, the whole batch of inputs shifted."""
     nd = len(kernel)
     windows = sliding_windows(xp, kernel, stride, dilation)  # (B, C, *out, *kernel)
-    cols = windows.permute([0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd)]).contiguous()
+    cols = windows.permute([1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd)]).contiguous()
     shape = xp.shape
     return with_gradient(cols, (xp,), lambda _, __, g: (_col2im(g, shape, kernel, stride, dilation),))
 
 
 def _col2im(g: Tensor, shape: tuple[int, ...], kernel: Sequence[int], stride: Sequence[int],
             dilation: Sequence[int]) -> Tensor:  # fmt: skip
-    """The gradient of ``im2col``: each kernel position's slice of ``g`` (B, *out, C, *kernel), placed where
+    """The gradient of ``im2col``: each kernel position's slice of ``g`` (C, *kernel, B, *out), placed where
     its window elements came from in the padded input (B, C, *spatial), and summed."""
     nd = len(kernel)
-    gp = g.permute([0, 1 + nd, *range(1, 1 + nd), *range(2 + nd, 2 + 2 * nd)])  # (B, C, *out, *kernel)
-    out = gp.shape[2 : 2 + nd]
+    g = g.permute([1 + nd, 0, *range(1, 1 + nd), *range(2 + nd, 2 + 2 * nd)])  # (B, C, *kernel, *out)
+    out = g.shape[2 + nd :]
     total: Tensor | None = None
     for ks in itertools.product(*(range(k) for k in kernel)):
-        piece = gp.shrink([None] * (2 + nd) + [(k, k + 1) for k in ks]).reshape(gp.shape[:2] + out)
+        piece = g.shrink([None, None] + [(k, k + 1) for k in ks] + [None] * nd).reshape(g.shape[:2] + out)
         for j in range(nd):
             piece = _place(piece, 2 + j, ks[j] * dilation[j], stride[j], shape[2 + j])
         total = piece if total is None else total + piece
@@ -179,26 +184,20 @@ def conv_nd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, pad
             f"{tuple(reach)}. The kernel can't be greater than the padded input (input {x.shape}, weight "
             f"{weight.shape})"
         )
-    cols = im2col(x.pad(flat_padding(pairs)), kernel, stride, dilation)  # (B, *out, C, *kernel)
-    out_spatial = cols.shape[1 : 1 + nd]
-    # (B, *out, G, 1, Cg, *k) times (G, O/G, Cg, *k), summed over (Cg, *k): rows (B, *out) by columns O, a
-    # matmul whose operands are both contiguous along the reduce
-    cols = cols.reshape((batch,) + out_spatial + (groups, 1, group_channels) + kernel)
-    w = weight.reshape((groups, out_channels // groups, group_channels) + kernel)
-    if group_channels * prod(kernel) < 32:
-        # a reduce too short for vector lanes (3 channels x 3 x 3) tiles along the output channels instead: the
-        # weight stored with them innermost, so each step of the reduce loads a run of them
-        order = [0, *range(2, 3 + nd), 1]
-        w = w.permute(order).contiguous().permute([order.index(i) for i in range(3 + nd)])
-    w = w.reshape((1,) * (1 + nd) + w.shape)
-    out = (cols * w).sum(tuple(range(3 + nd, 4 + 2 * nd))).reshape((batch,) + out_spatial + (out_channels,))
+    cols = im2col(x.pad(flat_padding(pairs)), kernel, stride, dilation)  # (C, *kernel, B, *out)
+    out_spatial = cols.shape[2 + nd :]
+    depth, positions = group_channels * prod(kernel), batch * prod(out_spatial)
+    # (G, 1, Cg*k, B*P) times (G, O/G, Cg*k, 1) summed over Cg*k: per group, output channels by positions
+    cols = cols.reshape((groups, 1, depth, positions))
+    w = weight.reshape((groups, out_channels // groups, depth, 1))
+    out = (cols * w).sum(2).reshape((out_channels, batch) + out_spatial)
     if bias is not None:
         if bias.shape != (out_channels,):
             raise RuntimeError(f"{name}: expected a bias of shape ({out_channels},), got {bias.shape}")
-        out = out + bias
-    # materialized as (B, *out, O), read as (B, O, *out): its gradient is materialized in the same layout, so
-    # the weight and input gradients are matmuls over a buffer instead of recomputing what comes after
-    out = out.contiguous().permute([0, 1 + nd, *range(1, 1 + nd)])
+        out = out + bias.reshape((out_channels,) + (1,) * (nd + 1))
+    # stored, so a backward pass reads it instead of computing the convolution again, and its gradient is
+    # stored in the same layout (CONTIGUOUS's gradient): both gradients are products over plain buffers
+    out = out.contiguous().permute([1, 0, *range(2, 2 + nd)])
     return out[0] if unbatched else out
 
 

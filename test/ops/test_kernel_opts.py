@@ -196,11 +196,11 @@ def test_padded_conv_forward_matches_the_spec(width):
 
 
 @pytest.mark.parametrize("channels, out_channels", [(3, 32), (3, 5), (1, 16)])
-def test_short_reduce_conv_tiles_over_output_channels(channels, out_channels):
-    """3 channels x 3 x 3 = 27 is too short for reduce lanes: the weight is stored with the output channels
-    innermost, so the forward tiles 4 rows x up to 16 channels, and the weight gradient (27 rows: the last
-    tile recomputes a row) tiles too. Both exact against the PYTHON device."""
-    x, w, g = _arrays(channels, (2, channels, 9, 10), (out_channels, channels, 3, 3), (2, out_channels, 9, 10))
+def test_short_reduce_conv_tiles_over_positions(channels, out_channels):
+    """3 channels x 3 x 3 = 27 is too short for reduce lanes: the forward tiles output channels by runs of 16
+    positions (batch x height x width), and the windows' gradient 27 rows (the last tile recomputes a row) by
+    runs of positions too. Both exact against the PYTHON device."""
+    x, w, g = _arrays(channels, (2, channels, 8, 10), (out_channels, channels, 3, 3), (2, out_channels, 8, 10))
 
     def fn(x, w, g):
         w = w.detach().requires_grad_()
@@ -217,9 +217,29 @@ def test_short_reduce_conv_tiles_over_output_channels(channels, out_channels):
     (out * torch.from_numpy(g)).sum().backward()
     _close(cpu[0].numpy(), out.detach().numpy(), 27)
     _close(cpu[1].numpy(), tw.grad.numpy(), 180)
-    if out_channels % 16 == 0:
-        forward = _kernel_sources(F.conv2d(Tensor(x), Tensor(w), padding=1))
-        assert any("bolt_splat_f32x8(0.0f)" in src and "bolt_store_f32x8" in src for src in forward)  # a tile
+    forward = _kernel_sources(F.conv2d(Tensor(x), Tensor(w), padding=1))
+    assert any("bolt_splat_f32x8(0.0f)" in src and "bolt_store_f32x8" in src for src in forward)  # a tile
+
+
+def test_conv_forward_reads_the_windows_without_division():
+    """The windows' buffer, reshaped to (groups, 1, channels*kernel, positions), is read at an affine index: a
+    reshape of a reshape is lowered as one (a round trip through the flat index left a division and a modulo
+    per load, which made the convolution ten times slower)."""
+    x, w = Tensor(np.ones((2, 16, 14, 14), np.float32)), Tensor(np.ones((32, 16, 3, 3), np.float32))
+    items = create_schedule([F.conv2d(x, w, padding=1).node]).items
+    (product,) = [it for it in items if any(n.op.name == "REDUCE" for n in it.ast.toposort())]
+    lowered = lower_kernel(product.ast)
+    assert not [n for n in lowered.store.toposort() if n.op.name in ("IDIV", "MOD")]
+
+
+def test_wide_tile_with_a_short_operand_loops_over_columns_outside():
+    """8 rows x 64 by 64 x 2048: the rows' operand (2 KB) stays in L1, so the loop over column tiles is the outer
+    one (split across threads) and each column strip is read once; exact against the PYTHON device."""
+    a, b = _arrays(3, (8, 64), (64, 2048))
+    items = create_schedule([(Tensor(a) @ Tensor(b)).node]).items
+    lowered = lower_kernel(items[-1].ast)
+    assert [int(r.src[0].arg) for r in lowered.ranges] == [2048 // 16, 8 // 4]
+    _close(_same_on_python(lambda x, y: x @ y, a, b), a @ b, 64)
 
 
 def test_padded_conv_kernel_uses_masked_loads():
