@@ -193,6 +193,10 @@ def _simplify_div(x: Node, c: Node) -> Node | None:
     if lo < 0:
         return None
     terms, total = _terms(x)
+    split = _small_part(terms, total, cv, x.dtype)
+    if split is not None:  # (g*b + s) // (g*k) = b // k
+        g, big, _ = split
+        return Node(Op.IDIV, x.dtype, (big, const(cv // g, x.dtype))) if cv > g else big
     outside = {t: k // cv for t, k in terms.items() if k % cv == 0}
     inside = {t: k for t, k in terms.items() if k % cv != 0}
     quotient_const, rest_total = divmod(total, cv)
@@ -203,6 +207,23 @@ def _simplify_div(x: Node, c: Node) -> Node | None:
         return None
     quotient = _build(outside, quotient_const, x.dtype)
     return quotient + Node(Op.IDIV, x.dtype, (rest, c)) if inside else quotient
+
+
+def _small_part(terms: dict[Node, int], total: int, cv: int, dtype: DType) -> tuple[int, Node, Node] | None:
+    """For a non-negative ``sum(terms) + total`` divided by ``cv``: ``(g, b, s)`` with the sum ``g*b + s``, ``g``
+    a divisor of ``cv`` (the largest coefficient that divides it), ``b >= 0`` and ``0 <= s < g`` (the terms whose
+    coefficients ``g`` does not divide): a flat index ``(y*W + x) // (2*W)`` with ``x < W`` is then ``y // 2``.
+    None where no such split exists."""
+    for g in sorted({abs(k) for k in terms.values() if k > 1 and cv % k == 0}, reverse=True):
+        big = {t: k // g for t, k in terms.items() if k % g == 0}
+        small_terms = {t: k for t, k in terms.items() if k % g != 0}
+        if not big or not small_terms:
+            continue
+        small = _build(small_terms, total % g, dtype)
+        b = _build(big, total // g, dtype)
+        if vmin(small) >= 0 and vmax(small) < g and vmin(b) >= 0:
+            return g, b, small
+    return None
 
 
 def _simplify_mod(x: Node, c: Node) -> Node | None:
@@ -217,6 +238,11 @@ def _simplify_mod(x: Node, c: Node) -> Node | None:
     if hi < cv:
         return x
     terms, total = _terms(x)
+    split = _small_part(terms, total, cv, x.dtype)
+    if split is not None:  # (g*b + s) % (g*k) = g*(b % k) + s
+        g, big, small = split
+        wrapped = Node(Op.MOD, x.dtype, (big, const(cv // g, x.dtype))) if cv > g else const(0, x.dtype)
+        return wrapped * g + small
     kept = {t: k % cv for t, k in terms.items() if k % cv != 0}
     rest = _build(kept, total % cv, x.dtype)
     if vmin(rest) < 0:

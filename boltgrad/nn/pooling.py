@@ -55,6 +55,18 @@ def _windows(x: Tensor, kernel, strides, pads, dil, outs, extras, value: Any) ->
     return win.shrink([None] * lead + [(0, o) for o in outs])
 
 
+def _tiles(x: Tensor, kernel, strides, pads, dil, outs, extras) -> Tensor | None:
+    """Windows that tile the input (stride = kernel, no padding or dilation) as a view (..., o1, k1, o2, k2, ...)
+    made by one reshape: its index is affine, where the general window view's gradient folds back through
+    padding and the window trick (a division per element); None for other windows."""
+    if strides != kernel or any(pads) or any(d != 1 for d in dil) or any(extras):
+        return None
+    nd = len(kernel)
+    lead = x.ndim - nd
+    x = x.shrink([None] * lead + [(0, o * k) for o, k in zip(outs, kernel)])
+    return x.reshape(x.shape[:lead] + tuple(v for o, k in zip(outs, kernel) for v in (o, k)))
+
+
 def _lowest(x: Tensor) -> Any:
     if x.dtype.is_float:
         return -math.inf
@@ -66,6 +78,9 @@ def max_pool_nd(input: Tensor, kernel_size: Any, stride: Any, padding: Any, dila
     check_rank(input, nd, name)
     geometry = _pool_geometry(input, nd, kernel_size, stride, padding, dilation, ceil_mode, name)
     kernel, outs = geometry[0], geometry[4]
+    tiles = None if return_indices else _tiles(input, *geometry)
+    if tiles is not None:  # 2x2 pooling of a CNN
+        return tiles.amax(tuple(range(tiles.ndim - 2 * nd + 1, tiles.ndim, 2)))
     win = _windows(input, *geometry, value=_lowest(input))
     axes = tuple(range(win.ndim - nd, win.ndim))
     values = win.amax(axes)

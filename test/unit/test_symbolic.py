@@ -152,6 +152,18 @@ def test_div_splits_over_an_affine_sum():
     assert simplify((J // 2) // 3) is simplify(J // 6)
 
 
+def test_div_and_mod_by_a_multiple_of_a_row():
+    """A flat index over (i, j) of 12 columns, divided by two rows (a 2x2 pooling window's row): the column
+    part is smaller than a row, so ``(i*12 + j) // 24`` is ``i // 2`` and ``% 24`` is ``(i % 2)*12 + j``."""
+    flat = I * 12 + J
+    assert simplify(flat // 24) is simplify(I // 2)
+    assert simplify(flat % 24) is simplify((I % 2) * 12 + J)
+    assert simplify((flat + 36) // 24) is simplify((I + 3) // 2)
+    env = grid()
+    for e in (flat // 24, flat % 24, (flat * 2 + 7) // 48, (flat + 36) % 24, (flat * 3 + 1) % 72):
+        np.testing.assert_array_equal(evaluate(simplify(e), env), evaluate(e, env))
+
+
 def test_mod_and_div_of_values_in_range():
     assert simplify(J % 12) is J
     assert simplify(J % 100) is J
