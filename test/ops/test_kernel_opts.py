@@ -242,6 +242,21 @@ def test_wide_tile_with_a_short_operand_loops_over_columns_outside():
     _close(_same_on_python(lambda x, y: x @ y, a, b), a @ b, 64)
 
 
+def test_scalar_max_and_bool_to_float_are_selects():
+    """GCC compiled ``(a > b || a != a) ? a : b`` and ``(float)(a != b)`` in scalar loops into branches, which random
+    data mispredicts (2x2 max pooling ran 8x slower). The C source keeps them as selects; values stay exact."""
+    x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    pooled = F.max_pool2d(Tensor(x), 2)
+    equal = (Tensor(x) == Tensor(x).relu()).float()
+    sources = _kernel_sources(pooled) + _kernel_sources(equal)
+    assert not any(" || " in src for src in sources)
+    assert any("? 1.0f : 0.0f)" in src for src in sources)
+    want = torch.nn.functional.max_pool2d(torch.from_numpy(x), 2).numpy()
+    np.testing.assert_array_equal(_same_on_python(lambda t: F.max_pool2d(t, 2), x), want)
+    np.testing.assert_array_equal(_same_on_python(lambda t: (t == t.relu()).float(), x), (x == np.maximum(x, 0)))
+
+
 def test_padded_conv_kernel_uses_masked_loads():
     from boltgrad.nn.conv import sliding_windows
 
