@@ -19,7 +19,7 @@ needs_gpu = pytest.mark.skipif(not CUDA_OK, reason="no working CUDA device here 
 
 
 def nvrtc_or_skip():
-    from boltgrad.device.cuda import NVRTC
+    from boltgrad.device.nvrtc import NVRTC
 
     try:
         return NVRTC()
@@ -44,7 +44,7 @@ def test_without_a_gpu_the_device_says_why_and_doctor_shows_it(capsys):
 
 
 def test_nvrtc_compiles_a_rendered_kernel_to_a_cubin_and_ptx():
-    from boltgrad.device.cuda import NVRTCCompiler
+    from boltgrad.device.nvrtc import NVRTCCompiler
 
     nvrtc = nvrtc_or_skip()
     x = Tensor(np.ones((3, 300), np.float32), device="NULL:CUDA")
