@@ -112,9 +112,7 @@ class CStyleRenderer:
         if op in self.math_float:
             fn = (self.math_double if dt == float64 else self.math_float)[op]
             return self.round_to(f"{fn}({a[0]})", dt)
-        if op is Op.MAX:
-            if dt.is_float:  # NaN wins, as in torch.maximum
-                return f"(({a[0]} > {a[1]} || {a[0]} != {a[0]}) ? {a[0]} : {a[1]})"
+        if op is Op.MAX:  # integers; a float max is two statements (``_KernelWriter.float_max``)
             return f"({a[0]} > {a[1]} ? {a[0]} : {a[1]})"
         if op in (Op.IDIV, Op.MOD):
             if dt.is_float:
@@ -288,7 +286,7 @@ class _KernelWriter:
             self.emit(f"{r.ctype(n.dtype)} {v} = {ref(n.src[0])};")
         elif op is Op.ACC_UPDATE:
             acc = n.src[0]
-            if n.arg is Op.MAX and n.dtype.is_float and n.dtype.itemsize >= 4:
+            if n.arg is Op.MAX and n.dtype.is_float:
                 self.float_max(ref(acc), ref(acc), ref(n.src[1]), n.dtype)
                 return
             combined = r.alu(Node(n.arg, n.dtype, (acc, n.src[1])), [ref(acc), ref(n.src[1])])
@@ -300,7 +298,7 @@ class _KernelWriter:
             else:  # one lane of a vector accumulator
                 v = self.names[n] = self.fresh("acc")
                 self.emit(f"{r.ctype(n.dtype)} {v} = {packed[0].name}[{packed[1]}];")
-        elif op is Op.MAX and n.dtype.is_float and n.dtype.itemsize >= 4:
+        elif op is Op.MAX and n.dtype.is_float:
             v = self.names[n] = self.fresh("alu")
             self.emit(f"{r.ctype(n.dtype)} {v};")
             self.float_max(v, ref(n.src[0]), ref(n.src[1]), n.dtype)
@@ -309,10 +307,11 @@ class _KernelWriter:
             self.emit(f"{r.ctype(n.dtype)} {v} = {r.alu(n, [ref(s) for s in n.src])};")
 
     def float_max(self, out: str, a: str, b: str, dtype: DType) -> None:
-        """``out = max(a, b)`` with a NaN in ``a`` winning (torch.maximum), as two selects: the larger, then
-        ``a`` where it is NaN. Written as one ``(a > b || a != a) ? a : b``, GCC compiles the scalar code to
-        branches, which random data mispredicts (a max-pool gradient ran 4x slower); as two selects it uses a
-        max and a blend. ``out`` may be ``a`` (an accumulator): ``a`` is read before it is written."""
+        """``out = max(a, b)`` with a NaN in ``a`` winning (torch.maximum; float16/bfloat16 are computed in float,
+        and a max needs no rounding), as two selects: the larger, then ``a`` where it is NaN. Written as one
+        ``(a > b || a != a) ? a : b``, GCC compiled the scalar code to branches, which random data mispredicts
+        (2x2 max pooling ran 8x slower); as two selects it uses a max and a blend. ``out`` may be ``a`` (an
+        accumulator): ``a`` is read before it is written."""
         t = self.fresh("mx")
         self.emit(f"{self.r.ctype(dtype)} {t} = ({a} > {b} ? {a} : {b});")
         self.emit(f"{out} = ({a} != {a} ? {a} : {t});")
