@@ -35,11 +35,12 @@ REMOTE_LINK_VAR = EnvVar("BOLT_REMOTE_LINK", "", "model a slower link on the cli
 SEARCH_VAR = EnvVar("BOLT_SEARCH", "0", "beam width of the kernel search timed on the device (0: the heuristic only)")
 NVRTC_VAR = EnvVar("BOLT_NVRTC", "", "the NVRTC library of the CUDA device; default: found in wheels or CUDA_HOME")
 CUDA_HOME_VAR = EnvVar("CUDA_HOME", "", "a CUDA toolkit's folder: one place the CUDA device looks for NVRTC")
+SCHEDULE_CACHE_VAR = EnvVar("BOLT_SCHEDULE_CACHE", "1", "1: a graph shaped like one scheduled before reuses its schedule")
 CUDA_GRAPHS_VAR = EnvVar("BOLT_CUDA_GRAPHS", "1", "1: CUDA replays a jitted step as a CUDA graph; 0: launch by launch")
 
 ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR, REMOTE_TOKEN_VAR,
             REMOTE_TIMEOUT_VAR, REMOTE_TLS_VAR, REMOTE_LINK_VAR, SEARCH_VAR, NVRTC_VAR, CUDA_HOME_VAR,
-            CUDA_GRAPHS_VAR)  # fmt: skip
+            CUDA_GRAPHS_VAR, SCHEDULE_CACHE_VAR)  # fmt: skip
 
 
 def debug_level() -> int:
@@ -123,3 +124,9 @@ def cuda_home() -> str:
 def cuda_graphs() -> bool:
     """BOLT_CUDA_GRAPHS: anything but 0 (the default 1) lets a CUDA replay use a CUDA graph. Read at every replay."""
     return CUDA_GRAPHS_VAR.get().strip() != "0"
+
+
+def schedule_cache() -> bool:
+    """BOLT_SCHEDULE_CACHE: anything but 0 (the default 1) lets a graph reuse the schedule of an equally shaped one.
+    Read at every realize."""
+    return SCHEDULE_CACHE_VAR.get().strip() != "0"

@@ -45,7 +45,8 @@ from .device.registry import get_device
 from .engine.realize import CapturedCopy, CapturedLaunch, start_capture, stop_capture
 from .ir.node import Node
 from .ir.ops import Op
-from .schedule.schedule import as_contiguous_buffer, buffer_view
+from .schedule.materialize import as_contiguous_buffer
+from .schedule.realized import buffer_view
 from .tensor import Tensor
 from .tensor_create import RNG_COUNTER_VAR, RNG_SEED_VAR, _RngState
 from .variable import Variable, variable_named

@@ -27,7 +27,8 @@ from .ir import dtypes
 from .ir.dtypes import DType, bf16_bits_to_float, bfloat16, float_to_bf16_bits, to_dtype
 from .ir.node import Node
 from .ir.ops import Op
-from .schedule.schedule import as_contiguous_buffer, buffer_view, device_of, input_versions, record_realized
+from .schedule.materialize import as_contiguous_buffer, device_of
+from .schedule.realized import buffer_view, input_versions, record_realized
 from .tensor_create import CreationMixin
 from .tensor_gather import GatherMixin
 from .tensor_index import IndexMixin

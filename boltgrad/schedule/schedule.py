@@ -2,93 +2,24 @@
 
 Each kernel is described by an *AST*: ``STORE(PARAM 0, value)`` where every materialized input is a
 ``PARAM(i, shape)`` placeholder. Kernels with equal ASTs are the same hash-consed node, so compiled programs
-are looked up by AST identity.
+are looked up by AST identity. A graph of the same structure as one scheduled before (the same graph over other
+buffers: the next training step) reuses that schedule (``cache.py``); ``realized.py`` remembers which nodes were
+computed before, so a graph that reads them reads their buffers.
 """
 
 from __future__ import annotations
 
 import functools
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..device.buffer import Buffer
 from ..device.registry import Device_
 from ..helpers import prod
 from ..ir.node import Node, toposort
 from ..ir.ops import ELEMENTWISE, Op
+from . import cache as schedule_cache
+from .items import CopyItem, KernelItem, Schedule
 from .materialize import as_contiguous_buffer, device_of, materialized
-
-
-@dataclass
-class KernelItem:
-    ast: Node  # STORE(PARAM(0, shape), value)
-    buffers: list[Buffer]  # output first, then inputs in PARAM order
-    var_values: dict[Node, int]  # VAR -> bound value
-    device: str
-    overwrites: bool = False  # an ASSIGN: the output buffer existed before and holds state
-
-
-@dataclass
-class CopyItem:
-    dest: Buffer
-    src: Buffer
-
-
-@dataclass
-class Schedule:
-    items: list[KernelItem | CopyItem] = field(default_factory=list)
-    outputs: dict[Node, Buffer] = field(default_factory=dict)  # target node -> buffer holding its value
-    temporaries: list[Buffer] = field(default_factory=list)  # buffers only this schedule reads
-    # what running the schedule changes in the realize cache (assigned buffers' versions, realized assigns):
-    # the engine calls ``commit`` once every item ran, so a schedule that fails (a compile error, a lost
-    # device) leaves the tensors as they were and can be realized again
-    on_commit: list[Callable[[], None]] = field(default_factory=list)
-
-    def commit(self) -> None:
-        for fn in self.on_commit:
-            fn()
-        self.on_commit.clear()
-
-
-# nodes realized earlier, so a graph that still refers to them reads their buffer instead of recomputing;
-# each entry remembers the versions of the buffers it read, and is void once any of them is overwritten
-_realized: weakref.WeakKeyDictionary[Node, tuple[Node | weakref.ref, tuple[tuple[Buffer, int], ...]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def buffer_view(buf_node: Node, shape: tuple[int, ...]) -> Node:
-    return buf_node if shape == buf_node.shape else Node(Op.RESHAPE, buf_node.dtype, (buf_node,), shape)
-
-
-def realized_as(node: Node) -> Node | None:
-    """The BUFFER view that holds ``node``'s value, if it was realized and its inputs are unchanged since."""
-    hit = _realized.get(node)
-    if hit is None:
-        return None
-    view, versions = hit
-    if isinstance(view, weakref.ref):
-        view = view()
-    if view is None or any(buf.version != v for buf, v in versions):
-        del _realized[node]
-        return None
-    if device_of(view) != device_of(node):  # equal graphs on two devices: each device keeps its own value
-        return None
-    return view
-
-
-def record_realized(node: Node, view: Node, versions: tuple[tuple[Buffer, int], ...], weak: bool = False) -> None:
-    """Remember that ``node``'s value is in ``view`` (held weakly with ``weak``: the record lasts while it lives).
-    A graph of no device (a Variable's expression) is not remembered: which device's buffer would stand for it
-    depends on the graph that reads it."""
-    if device_of(node):
-        _realized[node] = (weakref.ref(view) if weak else view, versions)
-
-
-def input_versions(node: Node) -> tuple[tuple[Buffer, int], ...]:
-    """The buffers a graph reads, with their versions now."""
-    return tuple((x.arg, x.arg.version) for x in node.toposort() if x.op is Op.BUFFER)
+from .realized import bump_version, realized_as, record_assigns
 
 
 def toposort_until(root: Node, stop: set[Node]) -> list[Node]:
@@ -101,7 +32,7 @@ def _resolve(targets: list[Node], memo: dict[Node, Node]) -> list[Node]:
     ``memo`` receives each node's replacement."""
 
     def below(n: Node) -> tuple[Node, ...]:
-        hit = realized_as(n) if n in _realized else None
+        hit = realized_as(n)
         if hit is not None:
             memo[n] = hit
             return ()
@@ -272,8 +203,25 @@ def _depends_on(node: Node, other: Node, deps: dict[Node, set[Node]]) -> bool:
 def create_schedule(targets: list[Node]) -> Schedule:
     memo: dict[Node, Node] = {}
     resolved = _resolve(targets, memo)
+    shape = schedule_cache.structure(resolved)
+    if shape is not None:
+        hit = schedule_cache.lookup(shape)
+        if hit is not None:
+            return hit.instantiate(shape, targets, memo)
+    nodes = shape.nodes if shape is not None else toposort(resolved)
+    sched, order, buffers, snapshots = _build(targets, resolved, nodes, memo)
+    if shape is not None and not snapshots:
+        schedule_cache.store(shape, targets, sched, order, buffers)
+    return sched
+
+
+def _build(
+    targets: list[Node], resolved: list[Node], nodes: list[Node], memo: dict[Node, Node]
+) -> tuple[Schedule, list[Node], dict[Node, Buffer], bool]:
+    """The schedule of ``resolved`` (``nodes`` is its toposort), the materialized nodes in kernel order, the
+    buffer of each, and whether reads had to be snapshotted (the kernels then are of a rewritten graph)."""
+    snapshots = False
     for _ in range(8):
-        nodes = toposort(resolved)
         chosen = materialized(resolved, nodes)
         bodies = {c: toposort_until(c, chosen) for c in chosen}
         shifted = [c for c in chosen if c.op is Op.ASSIGN and _assign_reads_shifted(c, chosen, bodies[c])]
@@ -284,6 +232,8 @@ def create_schedule(targets: list[Node]) -> Schedule:
         if not conflicts:
             break
         resolved = _snapshot_reads(resolved, conflicts, chosen)
+        nodes = toposort(resolved)
+        snapshots = True
     else:
         raise RuntimeError("schedule: assigns in one realize read each other's targets in a way that cannot be ordered")
     sched = Schedule()
@@ -299,14 +249,14 @@ def create_schedule(targets: list[Node]) -> Schedule:
             continue
         if n.op is Op.ASSIGN:
             out = _target_buffer(n)
-            sched.on_commit.append(functools.partial(_bump_version, out))
+            sched.on_commit.append(functools.partial(bump_version, out))
         else:
             out = Buffer(devices[n], prod(n.shape), n.dtype)
         buffers[n] = out
         sched.items.append(_kernel_item(n, out, chosen, buffers, bodies[n]))
         sched.items[-1].overwrites = n.op is Op.ASSIGN
 
-    sched.on_commit.append(functools.partial(_record_assigns, order, buffers, memo))
+    sched.on_commit.append(functools.partial(record_assigns, order, buffers, memo))
     keep = {id(buffers[r]) for r in resolved if r in buffers}
     sched.temporaries = [b for n, b in buffers.items() if n.op is not Op.ASSIGN and id(b) not in keep]
     for t, r in zip(targets, resolved):
@@ -316,7 +266,7 @@ def create_schedule(targets: list[Node]) -> Schedule:
             buf_node = as_contiguous_buffer(r)
             assert buf_node is not None
             sched.outputs[t] = buf_node.arg
-    return sched
+    return sched, order, buffers, snapshots
 
 
 def _kernel_devices(order: list[Node], chosen: set[Node], bodies: dict[Node, list[Node]]) -> dict[Node, str]:
@@ -329,26 +279,6 @@ def _kernel_devices(order: list[Node], chosen: set[Node], bodies: dict[Node, lis
             if m in chosen and m is not n and not devices[m]:
                 devices[m] = devices[n]
     return devices
-
-
-def _bump_version(buf: Buffer) -> None:
-    buf.version += 1
-
-
-def _record_assigns(order: list[Node], buffers: dict[Node, Buffer], memo: dict[Node, Node]) -> None:
-    """Remember each buffer's last assign in this schedule as realized, so that a graph still holding the
-    ASSIGN node (a tensor assigned but realized only through another one) reads the buffer, never writes again."""
-    last: dict[int, Node] = {}
-    for n in order:
-        if n.op is Op.ASSIGN:
-            last[id(buffers[n])] = n
-    if not last:
-        return
-    original = {new: old for old, new in memo.items() if new.op is Op.ASSIGN}
-    for n in last.values():
-        buf = buffers[n]
-        view = buffer_view(Node(Op.BUFFER, buf.dtype, (), buf), n.shape)
-        record_realized(original.get(n, n), view, ((buf, buf.version),))
 
 
 def _buffer_for(n: Node, buffers: dict[Node, Buffer]) -> Buffer:
