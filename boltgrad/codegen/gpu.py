@@ -3,7 +3,7 @@
 The kernel is lowered as for the CPU but without register-level choices (``lower._lower_once`` with no lanes,
 upcasts or blocking); then its output loops are mapped to blocks and threads. ``RANGE`` nodes of kind
 ``"block"`` and ``"thread"`` stand for ``blockIdx.x`` and ``threadIdx.x``: no instruction opens them, every
-thread of the grid runs the whole instruction list with its own values. Four mappings, tried in order:
+thread of the grid runs the whole instruction list with its own values. Five mappings, tried in order:
 
 - **tiled matmul**: a kernel whose one reduce sums ``x * y`` where ``x`` depends on the rows and the reduce
   but not the columns and ``y`` the other way round (any prologue: casts, dequantization). A block computes a
@@ -16,6 +16,22 @@ thread of the grid runs the whole instruction list with its own values. Four map
   ``__launch_bounds__`` asks for ``matmul_blocks_per_sm`` blocks per SM (2: at most 128 registers a thread).
   The two tiles are double-buffered by the step's parity, so one barrier per step is enough: a thread that
   overwrites a buffer two steps later has passed the barrier every thread reaches only after reading it.
+- **tiled matmul on tensor cores** (``tiled_mma``), where the target has them (``GPUTarget.mma``: sm_80 and
+  later) and ``x`` and ``y`` are casts to float32 of float16 (or of bfloat16) values summed in float32, as
+  ``a.half() @ b.half()`` is: the same tiles, double buffering and one barrier per step, but the products are
+  warp-level ``mma.sync`` m16n8k16 instructions (``gpu_mma``) instead of per-thread FMAs. The tiles hold the
+  16-bit values themselves, as 32-bit words of two neighbours along k (A rows x k-words, B columns x k-words:
+  a fragment register is one read; rows padded to 4 mod 8 words, so a warp's fragment read touches 32
+  different banks). Each thread fills whole words (two 16-bit reads of global memory, packed), neighbouring
+  threads on neighbouring words. Per 16 of the step's k, a warp reads its fragments of A (4 registers per 16
+  rows) and B (2 per 8 columns) and issues one instruction per 16x8 part of its outputs; each value of D is
+  a REDUCE of an ``MMA`` node, which the CUDA renderer writes as the instruction's own accumulator (C = D).
+  Sizes for sm_80/sm_90 (``mma_tile``): 8 warps as 2 x 4, each 64 x 32 outputs (4 x 4 instructions), so a
+  block computes 128 x 128; per 16 of k a warp reads 24 words of shared memory for 16 instructions, and a
+  thread keeps 64 float32 sums: 120-128 registers (ptxas), so two blocks (16 warps) fit on an SM, one's
+  global reads and barrier overlapping the other's instructions. The k step of 32 takes 2 x 2 x 128 rows of
+  20 words: 40 KiB of shared memory per block (the static limit is 48 KiB), 80 KiB for two. Both
+  architectures run the same ``mma.sync``; Hopper's faster asynchronous ``wgmma`` is not used.
 - **row kernel**: a kernel whose reduces depend on some output dims only (the rows), read broadcast over the
   others (the columns): softmax, layer norm and their gradients, which the scheduler fuses on a GPU. One block
   per row; each reduce is a block reduce (below) whose result every thread receives, inner ones first (the max
@@ -29,20 +45,22 @@ thread of the grid runs the whole instruction list with its own values. Four map
 - **per thread**: the flat output index is ``block * T + thread``; threads past the end recompute the last
   output and do not store it. Reduce loops stay in each thread.
 
-Every thread of a block runs every barrier and shuffle (no barrier sits under a condition), which the
+Every thread of a block runs every barrier, shuffle and MMA (none sits under a condition), which the
 PYTHON_GPU device checks as it runs the same programs with GPU semantics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from ..helpers import prod
-from ..ir.dtypes import DType, int64
+from ..ir.dtypes import DType, float32, int64, uint32
 from ..ir.node import Node, const
 from ..ir.ops import Op
 from ..ir.rewrite import substitute
 from ..ir.symbolic import affine_terms, simplify
+from . import gpu_mma
 from .linearize import LinearProgram, linearize
 from .lower import LoweredKernel, _lower_once, reduce_identity, unflatten_index
 
@@ -66,19 +84,39 @@ class GPUTarget:
     # blocks of 256 threads get 128 registers each; uncapped, 195 registers left one block, 8 warps, per SM)
     matmul_blocks_per_sm: int = 2
     pad: int = 4  # shared memory row padding of the tiles (keeps their stores free of bank conflicts)
+    # tensor cores (PTX mma.sync m16n8k16, sm_80 and later) for float16/bfloat16 matmuls summed in float32
+    mma: bool = False
+    # warps (y, x), 16x8 instructions per warp (y, x), k step: 2x4 warps of 64x32 make a 128x128 tile
+    mma_tile: tuple[int, int, int, int, int] = (2, 4, 4, 4, 32)
+    mma_blocks_per_sm: int = 2
 
     def __post_init__(self) -> None:
         ty, tx, um, un, tk = self.tile
         if (ty * um * tk) % (ty * tx) or (tx * un * tk) % (ty * tx):
             raise ValueError(f"GPUTarget: tile {self.tile}: TM*TK and TK*TN must split evenly over TY*TX threads")
+        wy, wx, sy, sx, mk = self.mma_tile
+        words, threads = mk // 2, wy * wx * self.warp
+        if mk % gpu_mma.K or (wy * sy * gpu_mma.M * words) % threads or (wx * sx * gpu_mma.N * words) % threads:
+            raise ValueError(f"GPUTarget: mma_tile {self.mma_tile}: the k step must be a multiple of 16 and the "
+                             "words of both tiles must split evenly over the threads")  # fmt: skip
 
 
-CUDA_TARGET = GPUTarget()
+CUDA_TARGET = GPUTarget(mma=True)  # sm_80 and later (A100, H100, H200); ``gpu_target`` drops mma before that
 # PYTHON_GPU runs every thread in Python: small blocks and tiles, and low thresholds, so that the op suite's
-# small shapes take every path (several warps, partial tiles, partial blocks)
+# small shapes take every path (several warps, partial tiles, partial blocks; 2x2 warps of 2x2 instructions)
 EMULATED_TARGET = GPUTarget(block=64, reduce_block=64, block_reduce_min=4, few_outputs=16, row_min=4, row_max=200,
-                            tile=(4, 2, 2, 2, 4), matmul_min=2, pad=1)  # fmt: skip
+                            tile=(4, 2, 2, 2, 4), matmul_min=2, pad=1, mma=True, mma_tile=(2, 2, 2, 2, 32))  # fmt: skip
 GPU_TARGETS = {"cuda": CUDA_TARGET, "python_gpu": EMULATED_TARGET}
+MMA_MIN_ARCH = 80  # mma.sync m16n8k16 on float16 and bfloat16 needs sm_80
+
+
+def gpu_target(renderer: str, arch: int | None = None) -> GPUTarget | None:
+    """The target a device with this renderer lowers for (None: not a GPU). ``arch`` is a CUDA device's compute
+    capability as 10 * major + minor: before sm_80 its float16 matmuls keep the FMA tiles."""
+    target = GPU_TARGETS.get(renderer)
+    if target is not None and target.mma and arch is not None and arch < MMA_MIN_ARCH:
+        return replace(target, mma=False)
+    return target
 
 
 def lower_for_gpu(ast: Node, target: GPUTarget, name: str = "kernel") -> LinearProgram:
@@ -120,7 +158,8 @@ class _Mapper:
     def map(self) -> tuple[Node, int, int]:
         plan = _matmul_parts(self.store, self.ranges, self.t)
         if plan is not None:
-            return self.tiled_matmul(*plan)
+            halves = gpu_mma.half_operands(*plan[:3]) if self.t.mma else None
+            return self.tiled_mma(plan[0], *halves, plan[3]) if halves else self.tiled_matmul(*plan)
         rows = _row_ranges(self.store, self.ranges)
         if rows is not None:
             return self.row_kernel(rows)
@@ -232,41 +271,43 @@ class _Mapper:
 
     # ---- tiled matmul
 
-    def tiled_matmul(self, reduce: Node, x: Node, y: Node, k: Node) -> tuple[Node, int, int]:
-        ty_n, tx_n, um, un, tk = self.t.tile
-        pad = self.t.pad
-        self.blocks_per_sm = self.t.matmul_blocks_per_sm
-        tm, tn, block = ty_n * um, tx_n * un, ty_n * tx_n
+    def _tiles(self, reduce: Node, k: Node, tm: int, tn: int, block: int) -> _Tiles:
+        """One block per ``tm x tn`` tile of the output (of each batch): the grid and where each block's is."""
         rows, cols, batch = self.ranges[-2], self.ranges[-1], self.ranges[:-2]
-        m, n, kk_total = int(rows.src[0].arg), int(cols.src[0].arg), int(k.src[0].arg)
+        m, n = int(rows.src[0].arg), int(cols.src[0].arg)
         tiles_m, tiles_n = -(-m // tm), -(-n // tn)
         batches = tuple(self.extents[:-2])
         grid = prod(batches) * tiles_m * tiles_n
         bid, tid = self.new_range(grid, "block"), self.new_range(block, "thread")
         tile_n, tile_m = bid % tiles_n, (bid // tiles_n) % tiles_m
         batch_idx = unflatten_index(bid // (tiles_n * tiles_m), batches) if batch else ()
-        at_batch = dict(zip(batch, batch_idx))
-        step = self.new_range(-(-kk_total // tk), "reduce")
+        placeholder = Node(Op.VAR, reduce.dtype, (), ("gpu_tile_acc", 0, 0))
+        epilogue = substitute(self.store, {reduce: placeholder})
+        return _Tiles(rows, cols, m, n, k, int(k.src[0].arg), tm, tn, grid, tid, tile_m * tm, tile_n * tn,
+                      dict(zip(batch, batch_idx)), epilogue, placeholder)  # fmt: skip
+
+    def tiled_matmul(self, reduce: Node, x: Node, y: Node, k: Node) -> tuple[Node, int, int]:
+        ty_n, tx_n, um, un, tk = self.t.tile
+        pad = self.t.pad
+        self.blocks_per_sm = self.t.matmul_blocks_per_sm
+        block = ty_n * tx_n
+        tiles = self._tiles(reduce, k, ty_n * um, tx_n * un, block)
+        tid = tiles.tid
+        step = self.new_range(-(-tiles.k_total // tk), "reduce")
         parity = step % 2
-        a_stride, b_stride = tm + pad, tn + pad
+        a_stride, b_stride = tiles.tm + pad, tiles.tn + pad
         a_local, b_local = self.new_local(x.dtype, 2 * tk * a_stride), self.new_local(y.dtype, 2 * tk * b_stride)
         stores = []
-        for expr, along, extent, width, stride, local in (
-            (x, rows, m, tm, a_stride, a_local),
-            (y, cols, n, tn, b_stride, b_local),
+        for expr, along, width, stride, local in (
+            (x, tiles.rows, tiles.tm, a_stride, a_local),
+            (y, tiles.cols, tiles.tn, b_stride, b_local),
         ):
-            base = (tile_m if along is rows else tile_n) * width
             k_fast = any(t.get(k) == 1 for t in _load_terms(expr))  # neighbouring threads read along k
             parts = width * tk // block
             for part in range(parts):
                 e = tid * parts + part  # a thread's elements are neighbours: one vector load where aligned
                 pos, kk = (e // tk, e % tk) if k_fast else (e % width, e // width)
-                where, kpos = base + pos, step * tk + kk
-                inside = _and(where.lt(extent) if extent % width else None,
-                              kpos.lt(kk_total) if kk_total % tk else None)  # fmt: skip
-                value = substitute(expr, {along: where, k: kpos, **at_batch})
-                if inside is not None:
-                    value = inside.where(_gate_loads(value, inside), const(0, expr.dtype))
+                value = tiles.operand(expr, along, pos, step * tk + kk, tk)
                 address = parity * (tk * stride) + kk * stride + pos
                 stores.append(_store(local, simplify(address), simplify(value), None))
         barrier = Node(Op.BARRIER, int64, tuple(stores))
@@ -283,18 +324,104 @@ class _Mapper:
         b_vals = [shared(b_local, b_stride, _spread(tx, tx_n, un, j)) for j in range(un)]
         dt = reduce.src[0].dtype
         out_stores = []
-        placeholder = Node(Op.VAR, reduce.dtype, (), ("gpu_tile_acc", 0, 0))
-        value_of = substitute(self.store, {reduce: placeholder})
         for i in range(um):
             for j in range(un):
                 acc = Node(Op.REDUCE, reduce.dtype, (Node(Op.MUL, dt, (a_vals[i], b_vals[j])), step, kr), Op.ADD)
-                row, col = tile_m * tm + _spread(ty, ty_n, um, i), tile_n * tn + _spread(tx, tx_n, un, j)
-                inside = _and(row.lt(m) if m % tm else None, col.lt(n) if n % tn else None)
-                out = simplify(substitute(value_of, {rows: row, cols: col, **at_batch}))
-                if inside is not None:
-                    out = _gate_stores(_gate_loads(out, simplify(inside)), simplify(inside))
-                out_stores.append(substitute(out, {placeholder: acc}))
-        return Node(Op.SINK, self.store.dtype, tuple(out_stores)), grid, block
+                out_stores.append(tiles.output(_spread(ty, ty_n, um, i), _spread(tx, tx_n, un, j), acc))
+        return Node(Op.SINK, self.store.dtype, tuple(out_stores)), tiles.grid, block
+
+    def tiled_mma(self, reduce: Node, x: Node, y: Node, element: DType, k: Node) -> tuple[Node, int, int]:
+        """The tiled matmul on tensor cores: ``x`` and ``y`` are float16 or bfloat16 values (``gpu_mma``)."""
+        warps_y, warps_x, per_warp_y, per_warp_x, tk = self.t.mma_tile
+        self.blocks_per_sm = self.t.mma_blocks_per_sm
+        warp_m, warp_n = per_warp_y * gpu_mma.M, per_warp_x * gpu_mma.N  # the outputs of one warp
+        block = warps_y * warps_x * self.t.warp
+        tiles = self._tiles(reduce, k, warps_y * warp_m, warps_x * warp_n, block)
+        tid = tiles.tid
+        words = tk // 2  # a row (of A) or column (of B) of a tile holds the step's k as words of two halves
+        # a row is words + 4 apart (4 mod 8): the 8 rows x 4 words that one fragment read of a warp touches fall
+        # in 32 different banks of shared memory
+        stride = words + 4
+        step = self.new_range(-(-tiles.k_total // tk), "reduce")
+        parity = step % 2
+        a_local, b_local = self.new_local(uint32, 2 * tiles.tm * stride), self.new_local(uint32, 2 * tiles.tn * stride)
+        stores = []
+        for expr, along, width, local in ((x, tiles.rows, tiles.tm, a_local), (y, tiles.cols, tiles.tn, b_local)):
+            k_fast = any(terms.get(k) == 1 for terms in _load_terms(expr))
+            for part in range(width * words // block):
+                e = part * block + tid  # neighbouring threads on neighbouring words: coalesced reads
+                pos, word = (e // words, e % words) if k_fast else (e % width, e // width)
+                low, high = (tiles.operand(expr, along, pos, step * tk + word * 2 + h, tk, gpu_mma.half_bits)
+                             for h in (0, 1))  # fmt: skip
+                address = parity * (width * stride) + pos * stride + word
+                stores.append(_store(local, simplify(address), simplify(gpu_mma.pack_word(low, high)), None))
+        barrier = Node(Op.BARRIER, int64, tuple(stores))
+        warp, lane = tid // self.t.warp, tid % self.t.warp
+        g, t = lane // 4, lane % 4
+        warp_row, warp_col = warp // warps_x * warp_m, warp % warps_x * warp_n
+        kr = self.new_range(tk // gpu_mma.K, "reduce")  # the instructions' k within the step
+
+        def register(local: Node, width: int, pos: Node, word: Node) -> Node:
+            index = parity * (width * stride) + pos * stride + kr * (gpu_mma.K // 2) + word
+            return Node(Op.LOAD, uint32, (local, simplify(index), barrier))
+
+        a_regs = [[register(a_local, tiles.tm, warp_row + i * gpu_mma.M + row, word)
+                   for row, word in gpu_mma.a_fragment(g, t)] for i in range(per_warp_y)]  # fmt: skip
+        b_regs = [[register(b_local, tiles.tn, warp_col + j * gpu_mma.N + col, word)
+                   for col, word in gpu_mma.b_fragment(g, t)] for j in range(per_warp_x)]  # fmt: skip
+        out_stores = []
+        for i in range(per_warp_y):
+            for j in range(per_warp_x):
+                d = gpu_mma.mma(a_regs[i], b_regs[j], element)
+                for value, (row, col) in zip(d, gpu_mma.c_fragment(g, t)):
+                    acc = Node(Op.REDUCE, float32, (value, step, kr), Op.ADD)
+                    out_stores.append(tiles.output(warp_row + i * gpu_mma.M + row, warp_col + j * gpu_mma.N + col, acc))
+        return Node(Op.SINK, self.store.dtype, tuple(out_stores)), tiles.grid, block
+
+
+@dataclass(frozen=True)
+class _Tiles:
+    """A matmul's output in tiles of ``tm x tn``, one per block (``_Mapper._tiles``), reduced in steps of k."""
+
+    rows: Node
+    cols: Node
+    m: int
+    n: int
+    k: Node
+    k_total: int
+    tm: int
+    tn: int
+    grid: int
+    tid: Node
+    row0: Node  # the first row and column of this block's tile
+    col0: Node
+    at_batch: dict[Node, Node]
+    epilogue: Node  # the kernel's stores, the reduce replaced by ``placeholder``
+    placeholder: Node
+
+    def operand(self, expr: Node, along: Node, pos: Node, kpos: Node, tk: int,
+                convert: Callable[[Node], Node] | None = None) -> Node:  # fmt: skip
+        """``expr`` (x along the rows, y along the columns) at ``pos`` of the tile and ``kpos`` of k, through
+        ``convert``; 0 past the matrix (a partial tile or k step), where it reads nothing."""
+        rows = along is self.rows
+        extent, width, where = (self.m, self.tm, self.row0 + pos) if rows else (self.n, self.tn, self.col0 + pos)
+        inside = _and(where.lt(extent) if extent % width else None,
+                      kpos.lt(self.k_total) if self.k_total % tk else None)  # fmt: skip
+        value = substitute(expr, {along: where, self.k: kpos, **self.at_batch})
+        convert = convert or (lambda v: v)
+        if inside is None:
+            return convert(value)
+        value = convert(_gate_loads(value, inside))
+        return inside.where(value, const(0, value.dtype))
+
+    def output(self, row: Node, col: Node, acc: Node) -> Node:
+        """The kernel's stores at ``row``, ``col`` of the tile with ``acc`` as the reduce; none past the output."""
+        row, col = self.row0 + row, self.col0 + col
+        inside = _and(row.lt(self.m) if self.m % self.tm else None, col.lt(self.n) if self.n % self.tn else None)
+        out = simplify(substitute(self.epilogue, {self.rows: row, self.cols: col, **self.at_batch}))
+        if inside is not None:
+            out = _gate_stores(_gate_loads(out, simplify(inside)), simplify(inside))
+        return substitute(out, {self.placeholder: acc})
 
 
 # ---------------------------------------------------------------- helpers

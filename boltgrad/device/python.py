@@ -5,18 +5,28 @@ bfloat16 included), fixed-width integers wrap, integer division truncates toward
 by zero gives 0. It is slow by design; tests keep its shapes small.
 
 PYTHON_GPU (``PythonGPUDevice``) runs the programs a GPU would get (``codegen/gpu.py``) with GPU semantics:
-each block in turn, its threads as generators that run in lockstep from one barrier or warp shuffle to the
-next, with the block's shared memory; it reports threads that diverge at a barrier and reads of shared
-memory no thread wrote.
+each block in turn, its threads as generators that run in lockstep from one barrier, warp shuffle or
+tensor-core MMA to the next, with the block's shared memory; it reports threads that diverge at a barrier
+and reads of shared memory no thread wrote. An MMA gathers each warp's fragments by the PTX ISA's layout.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterator
 from typing import Any
 
-from ..ir.dtypes import DType, bf16_bits_to_float, bfloat16, cast_scalar, float16, float_to_bf16_bits, wrap_int
+from ..ir.dtypes import (
+    DType,
+    bf16_bits_to_float,
+    bfloat16,
+    cast_scalar,
+    float16,
+    float32,
+    float_to_bf16_bits,
+    wrap_int,
+)
 from ..ir.node import Node
 from ..ir.ops import Op
 from ..ir.symbolic import eval_alu
@@ -100,8 +110,9 @@ class PythonProgram:
 
     def execute(self, views: list[memoryview], values: dict[Node, Any], start: int, end: int,
                 shared: dict[Node, list]) -> Iterator[tuple[int, Any]]:  # fmt: skip
-        """Run the instructions for one thread. At a BARRIER or SHUFFLE it yields ``(position, value)`` and
-        takes what the block gives back (a shuffled value), so a block's threads can run in lockstep."""
+        """Run the instructions for one thread. At a BARRIER, SHUFFLE or MMA it yields ``(position, value)`` and
+        takes what the block gives back (a shuffled value, a value of the warp's product), so a block's threads
+        can run in lockstep."""
         prog = self.prog
         if prog.global_range is None and start >= end:
             return
@@ -156,6 +167,8 @@ class PythonProgram:
                 yield pc, None
             elif op is Op.SHUFFLE:
                 values[n] = yield pc, self._value(n.src[0], values)
+            elif op is Op.MMA:
+                values[n] = yield pc, tuple(self._value(s, values) for s in n.src)
             elif op not in (Op.CONST, Op.VAR, Op.LOCAL):
                 values[n] = eval_alu(op, n.dtype, [self._value(s, values) for s in n.src])
             pc += 1
@@ -184,9 +197,9 @@ class GPUProgram(PythonProgram):
     """A GPU-lowered program (``prog.meta["gpu"] = (grid, block)``) run as the GPU would: every block in turn,
     its threads in lockstep from barrier to barrier, each with its own values of the block and thread ranges.
 
-    A barrier or shuffle that some threads of a block reach and others do not, or reach at different places, is
-    an error (on a GPU it hangs or reads garbage); so is reading shared memory no thread wrote, or a shuffle
-    from a lane the block does not have."""
+    A barrier, shuffle or MMA that some threads of a block reach and others do not, or reach at different
+    places, is an error (on a GPU it hangs or reads garbage); so is reading shared memory no thread wrote, or a
+    shuffle from a lane the block does not have."""
 
     WARP = 32
 
@@ -197,6 +210,7 @@ class GPUProgram(PythonProgram):
         self.block_range = next((s for s in specials if s.arg[1] == "block"), None)
         self.thread_range = next((s for s in specials if s.arg[1] == "thread"), None)
         self.locals = [n for n in self.instructions if n.op is Op.LOCAL]
+        self._last_mma: tuple | None = None  # (sources, fragments, D per thread) of the last MMA computed
 
     def __call__(self, buffers: tuple[bytearray, ...], var_values: tuple[int, ...], start: int, end: int) -> None:
         views = [_view(b, dt) for b, dt in zip(buffers, self.prog.params)]
@@ -232,7 +246,22 @@ class GPUProgram(PythonProgram):
                 replies = [None] * len(threads)
                 continue
             values = [a[1] for a in arrived]  # type: ignore[index]
+            if n.op is Op.MMA:
+                replies = self._mma(n, values)
+                continue
             replies = [self._shuffle(n, values, t) for t in range(len(threads))]
+
+    def _mma(self, n: Node, fragments: list[tuple]) -> list[float]:
+        """Value ``n.arg[2]`` of D for every thread, each warp's product computed from its threads' fragments.
+        The four MMA nodes of one instruction share their sources: the product is computed once for them."""
+        shape, element, r = n.arg
+        if shape != "m16n8k16" or len(fragments) % self.WARP:
+            raise RuntimeError(f"PYTHON_GPU: kernel {self.prog.name}: an MMA {shape} of {len(fragments)} threads "
+                               "(only m16n8k16, by whole warps)")  # fmt: skip
+        if self._last_mma is None or self._last_mma[:2] != (n.src, fragments):
+            warps = [fragments[w : w + self.WARP] for w in range(0, len(fragments), self.WARP)]
+            self._last_mma = (n.src, fragments, [d for lanes in warps for d in _mma_m16n8k16(lanes, element)])
+        return [d[r] for d in self._last_mma[2]]
 
     def _shuffle(self, n: Node, values: list[Any], t: int) -> Any:
         mode, k = n.arg
@@ -244,6 +273,43 @@ class GPUProgram(PythonProgram):
             raise RuntimeError(f"PYTHON_GPU: kernel {self.prog.name} shuffles from lane {source} of a warp that has "
                                f"only {len(values) - base} threads")  # fmt: skip
         return values[base + source]
+
+
+def _mma_m16n8k16(lanes: list[tuple], element: DType) -> list[tuple[float, ...]]:
+    """D = A @ B + C for one warp, from its 32 lanes' MMA sources ``(a0..a3, b0, b1, c0..c3)``: the A and B
+    registers hold two elements each, the lower-numbered in the low 16 bits (a0 and a1 in the first). Each
+    element's place follows the PTX ISA ("Matrix Fragments for mma.m16n8k16 with floating point type"), with
+    group = lane >> 2 and pair = lane % 4:
+
+        A (16 x 16) a_i: row group, + 8 for i in 2, 3, 6, 7;    column pair * 2 + (i & 1), + 8 for i >= 4
+        B (16 x 8)  b_i: row pair * 2 + (i & 1), + 8 for i >= 2; column group
+        C, D (16 x 8) c_i: row group, + 8 for i >= 2;           column pair * 2 + (i & 1)
+
+    The products of 16-bit floats are exact; each value of D is their exact sum with C, rounded to float32
+    (the hardware adds in an order and precision of its own: the tests allow float32 rounding)."""
+    a = [[0.0] * 16 for _ in range(16)]
+    b = [[0.0] * 8 for _ in range(16)]
+    c = [[0.0] * 8 for _ in range(16)]
+    for lane, srcs in enumerate(lanes):
+        group, pair = lane >> 2, lane % 4
+        for i, v in enumerate(_halves(srcs[0:4], element)):
+            a[group + (8 if i in (2, 3, 6, 7) else 0)][pair * 2 + (i & 1) + (8 if i >= 4 else 0)] = v
+        for i, v in enumerate(_halves(srcs[4:6], element)):
+            b[pair * 2 + (i & 1) + (8 if i >= 2 else 0)][group] = v
+        for i, v in enumerate(srcs[6:10]):
+            c[group + (8 if i >= 2 else 0)][pair * 2 + (i & 1)] = v
+    d = [[cast_scalar(math.fsum([c[row][col]] + [a[row][k] * b[k][col] for k in range(16)]), float32)
+          for col in range(8)] for row in range(16)]  # fmt: skip
+    return [tuple(d[(lane >> 2) + (8 if i >= 2 else 0)][(lane % 4) * 2 + (i & 1)] for i in range(4))
+            for lane in range(len(lanes))]  # fmt: skip
+
+
+def _halves(words: tuple, element: DType) -> list[float]:
+    """The 16-bit floats of 32-bit registers, the low half of each first."""
+    bits = [w >> shift & 0xFFFF for w in words for shift in (0, 16)]
+    if element == bfloat16:
+        return [bf16_bits_to_float(h) for h in bits]
+    return [_HALF.unpack(_BITS16.pack(h))[0] for h in bits]
 
 
 def _bitcast(value: Any, src: DType, dst: DType) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import config, stats
 from ..codegen.blocking import KernelOpts
-from ..codegen.gpu import GPU_TARGETS, lower_for_gpu
+from ..codegen.gpu import gpu_target, lower_for_gpu
 from ..codegen.linearize import LinearProgram, linearize, program_text
 from ..codegen.lower import lower_kernel
 from ..codegen.search import cached_search, has_choices
@@ -41,7 +41,7 @@ class CompiledKernel:
     source: str
 
 
-# which renderer writes a device's source (``Device.renderer``); GPU_TARGETS says which of them lower for a GPU
+# which renderer writes a device's source (``Device.renderer``); ``gpu_target`` says which of them lower for a GPU
 RENDERERS = {**C_RENDERERS, "cuda": CUDARenderer}
 
 # by (device, device instance, kernel AST): a device opened anew (a REMOTE after reconnect) compiles again
@@ -190,7 +190,7 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
     for device_name, by_ast in missing.items():
         device = get_device(device_name)
         linears = []
-        gpu = GPU_TARGETS.get(device.renderer)
+        gpu = gpu_target(device.renderer, device.arch)
         index_keys: dict[Node, str] = {}  # kernels to enter into the on-disk index once compiled
         library_key = ""
         for ast, items in by_ast.items():

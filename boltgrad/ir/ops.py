@@ -78,6 +78,9 @@ class Op(Enum):
     LOCAL = auto()  # arg = (id, size): a block's shared memory of ``size`` elements of dtype
     BARRIER = auto()  # src = the LOCAL stores before it: every thread of the block waits here
     SHUFFLE = auto()  # src = (value,), arg = ("down", k) lane + k of the warp (own value past its end) | ("idx", k)
+    # a warp's tensor-core D = A @ B + C (codegen/gpu_mma.py): src = this thread's fragment registers (A and B as
+    # uint32 words of two 16-bit floats, C as float32), arg = (shape, element dtype, r): the node is D's value r
+    MMA = auto()
 
 
 UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.NEG, Op.TRUNC})

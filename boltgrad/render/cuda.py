@@ -9,12 +9,16 @@ float16 and bfloat16 are stored as their 16-bit patterns, computed in float and 
 CPU renderer and the PYTHON device do: half conversions are the PTX ``cvt`` instructions (no header needed),
 bfloat16 the same bit operations as the C renderer. The source includes nothing under NVRTC (which has no
 system headers), so it compiles the same with NVRTC and with nvcc.
+
+Tensor cores (``codegen/gpu_mma.py``) are inline PTX ``mma.sync.aligned.m16n8k16``, which needs no header
+either. The WMMA API (``mma.h``) would need its header under NVRTC and leaves its fragment layout unspecified,
+so the PYTHON_GPU emulation could not follow it; the PTX instruction's layout is documented, and emulated.
 """
 
 from __future__ import annotations
 
 from ..codegen.linearize import LinearProgram
-from ..ir.dtypes import float32, float64, int32, int64
+from ..ir.dtypes import bfloat16, float16, float32, float64, int32, int64
 from ..ir.node import Node
 from ..ir.ops import ALU, Op
 from ..ir.symbolic import vrange
@@ -63,6 +67,8 @@ BOLT_FN uint32_t bolt_bitcast_float32_uint32(float x) { return __float_as_uint(x
 BOLT_FN float bolt_bitcast_uint32_float32(uint32_t x) { return __uint_as_float(x); }
 BOLT_FN int64_t bolt_bitcast_float64_int64(double x) { return __double_as_longlong(x); }
 BOLT_FN double bolt_bitcast_int64_float64(int64_t x) { return __longlong_as_double(x); }
+BOLT_FN int16_t bolt_bitcast_float16_int16(float x) { return (int16_t)bolt_float_to_half(x); }
+BOLT_FN int16_t bolt_bitcast_bfloat16_int16(float x) { return (int16_t)bolt_float_to_bf16(x); }
 /* warp shuffles over every type a kernel holds (the hardware moves 32 or 64 bits) */
 template <typename T> BOLT_FN T bolt_shfl_down(T v, int k) { return __shfl_down_sync(0xffffffffu, v, k); }
 template <typename T> BOLT_FN T bolt_shfl_idx(T v, int k) { return __shfl_sync(0xffffffffu, v, k); }
@@ -129,7 +135,12 @@ class _CUDAKernelWriter(_KernelWriter):
         self.lines.append(f'extern "C" __global__ void __launch_bounds__({bounds}) {name}({", ".join(args)}) {{')
         specials = {s for n in prog.instructions for s in n.src if s.op is Op.RANGE and s.arg[1] in ("block", "thread")}
         self.narrowed: set[Node] = set()
-        self.fusable = _summands(prog)
+        users = _users(prog)
+        self.fusable = _summands(prog, users)
+        self.mma_sums = _mma_sums(prog, users)
+        # float16/bfloat16 loads only taken as bits (the MMA tiles' words): not converted to float and back
+        self.bits_only = {n for n in users if _param_load(n) and all(_as_bits(u) for u in users[n])}
+        self.mma_done: set[tuple[Node, ...]] = set()  # the sources of the MMA instructions written so far
         for s in sorted(specials, key=lambda s: s.arg[1]):
             self.names[s] = "gpu_block" if s.arg[1] == "block" else "gpu_thread"
             source = "blockIdx.x" if s.arg[1] == "block" else "threadIdx.x"
@@ -170,6 +181,21 @@ class _CUDAKernelWriter(_KernelWriter):
             v = self.names[n] = self.fresh("alu")
             mode, k = n.arg
             self.emit(f"{r.ctype(n.dtype)} {v} = bolt_shfl_{mode}({ref(n.src[0])}, {k});")
+        elif op is Op.MMA:
+            if n not in self.mma_sums:  # else it is written where its sums are
+                self.mma(n)
+        elif op is Op.ACC_UPDATE and n.src[1] in self.mma_sums:
+            self.mma(n.src[1])
+        elif op is Op.LOAD and n in self.bits_only:
+            return
+        elif _as_bits(n) and _param_load(n.src[0]):
+            # the 16 bits as stored: converting the loaded float back would cost two conversions per value
+            v = self.names[n] = self.fresh("alu")
+            load = n.src[0]
+            bits = f"({r.ctype(n.dtype)}){ref(load.src[0])}[{ref(load.src[1])}]"
+            if len(load.src) == 3:
+                bits = f"({ref(load.src[2])} ? {bits} : ({r.ctype(n.dtype)})0)"
+            self.emit(f"{r.ctype(n.dtype)} {v} = {bits};")
         elif op is Op.LOAD and n.src[0].op is Op.LOCAL:
             v = self.names[n] = self.fresh("val")
             self.emit(f"{r.ctype(n.dtype)} {v} = {ref(n.src[0])}[{ref(n.src[1])}];")
@@ -182,15 +208,74 @@ class _CUDAKernelWriter(_KernelWriter):
         else:
             super().scalar(n)
 
+    def mma(self, n: Node) -> None:
+        """The tensor-core instruction of MMA node ``n`` and of the three other values of its D
+        (``codegen/gpu_mma.py``), written once. Where the four values are only summed (``_mma_sums``), the
+        sums' accumulators are the instruction's C and D (``+f``): no addition follows it."""
+        srcs = n.src
+        if srcs in self.mma_done:
+            return
+        self.mma_done.add(srcs)
+        shape, element, _ = n.arg
+        kind = {float16: "f16", bfloat16: "bf16"}[element]
+        inputs = [f'"r"({self.ref(s)})' for s in srcs[:6]]
+        accs = self.mma_sums.get(n)
+        if accs is not None:
+            c = "%0, %1, %2, %3"
+            outputs = [f'"+f"({self.names[acc]})' for acc in accs]
+        else:
+            c = "%10, %11, %12, %13"
+            values = [self.fresh("mma") for _ in range(4)]
+            self.emit(f"float {', '.join(values)};")
+            outputs = [f'"=f"({v})' for v in values]
+            inputs += [f'"f"({self.ref(s)})' for s in srcs[6:]]
+            for r, v in enumerate(values):
+                self.names[Node(Op.MMA, n.dtype, srcs, (shape, element, r))] = v
+        self.emit(f'asm("mma.sync.aligned.{shape}.row.col.f32.{kind}.{kind}.f32 {{%0, %1, %2, %3}}, '
+                  f'{{%4, %5, %6, %7}}, {{%8, %9}}, {{{c}}};"')  # fmt: skip
+        self.emit(f"    : {', '.join(outputs)} : {', '.join(inputs)});")
 
-def _summands(prog: LinearProgram) -> set[Node]:
-    """The float products that only feed a reduction's sum (an ADD accumulator, through other ADDs of the same
-    sum: matmul, dot products). They may fuse into the sum as fma: a GPU sums in another order than the CPU
-    anyway. Every other float product is rendered so it rounds on its own."""
+
+def _users(prog: LinearProgram) -> dict[Node, list[Node]]:
     users: dict[Node, list[Node]] = {}
     for n in prog.instructions:
         for s in n.src:
             users.setdefault(s, []).append(n)
+    return users
+
+
+def _param_load(n: Node) -> bool:
+    return n.op is Op.LOAD and n.src[0].op is Op.PARAM
+
+
+def _as_bits(n: Node) -> bool:
+    """Whether ``n`` is the bits of a float16/bfloat16 value (``codegen/gpu_mma.half_bits``)."""
+    return n.op is Op.BITCAST and n.src[0].dtype in (float16, bfloat16) and n.dtype.is_int
+
+
+def _mma_sums(prog: LinearProgram, users: dict[Node, list[Node]]) -> dict[Node, tuple[Node, ...]]:
+    """{MMA node: the accumulators of its instruction's four values, in order} for the instructions whose C is
+    zero and whose values each feed one sum and nothing else (the tiled matmul's ``REDUCE(ADD, MMA)``)."""
+    groups: dict[tuple[Node, ...], list[Node]] = {}
+    for n in prog.instructions:
+        if n.op is Op.MMA:
+            groups.setdefault(n.src, []).append(n)
+    out: dict[Node, tuple[Node, ...]] = {}
+    for srcs, values in groups.items():
+        values.sort(key=lambda v: v.arg[2])
+        uses = [users.get(v, []) for v in values]
+        if len(values) != 4 or any(c.op is not Op.CONST or c.arg != 0 for c in srcs[6:]):
+            continue
+        if all(len(u) == 1 and u[0].op is Op.ACC_UPDATE and u[0].arg is Op.ADD for u in uses):
+            accs = tuple(u[0].src[0] for u in uses)
+            out.update({v: accs for v in values})
+    return out
+
+
+def _summands(prog: LinearProgram, users: dict[Node, list[Node]]) -> set[Node]:
+    """The float products that only feed a reduction's sum (an ADD accumulator, through other ADDs of the same
+    sum: matmul, dot products). They may fuse into the sum as fma: a GPU sums in another order than the CPU
+    anyway. Every other float product is rendered so it rounds on its own."""
     in_sum: set[Node] = set()  # ADDs whose every use is part of a sum; users come later, so walk backwards
 
     def feeds_sum(n: Node) -> bool:

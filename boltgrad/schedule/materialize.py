@@ -16,7 +16,7 @@ then writes the row; ``codegen.gpu``).
 
 from __future__ import annotations
 
-from ..codegen.gpu import GPU_TARGETS, GPUTarget
+from ..codegen.gpu import GPUTarget, gpu_target
 from ..device.registry import Device_, get_device
 from ..helpers import prod
 from ..ir.node import Node, toposort
@@ -127,7 +127,8 @@ def _is_rows(expanded: bool | int) -> bool:
 def _row_target(device: str) -> GPUTarget | None:
     """The GPU target of ``device``; None for a device without row kernels (the CPU: there a broadcast reduce
     gets a buffer, and the loops stay simple for the register tiles)."""
-    return GPU_TARGETS.get(get_device(device or Device_.DEFAULT).renderer)
+    dev = get_device(device or Device_.DEFAULT)
+    return gpu_target(dev.renderer, dev.arch)
 
 
 def _elementwise_root(value: Node, chosen: set[Node]) -> bool:

@@ -66,17 +66,20 @@ def collect_suite_sources() -> dict[str, str]:
 
 
 def _matmuls() -> None:
-    """Matmuls large enough for the shared-memory tiles (the suite's shapes are smaller): float32 and float16,
-    a transposed operand with a bias and relu epilogue, batched, and sizes the tiles do not divide."""
-    shapes = [((256, 256), (256, 256)), ((130, 70), (70, 200)), ((3, 96, 64), (3, 64, 80))]
+    """Matmuls large enough for the shared-memory tiles (the suite's shapes are smaller): float32 (FMA tiles),
+    float16 and bfloat16 (tensor cores), a transposed operand with a bias and relu epilogue, batched, and sizes
+    the tiles do not divide (k odd too); half casts of float32 operands as the prologue of tensor-core tiles."""
+    shapes = [((256, 256), (256, 256)), ((130, 70), (70, 200)), ((3, 96, 64), (3, 64, 80)), ((100, 77), (77, 72))]
     outs = []
     for a_shape, b_shape in shapes:
-        for dtype in (boltgrad.float32, boltgrad.float16):
+        for dtype in (boltgrad.float32, boltgrad.float16, boltgrad.bfloat16):
             a = boltgrad.ones(a_shape, device=DEVICE, dtype=dtype).contiguous().realize()
             b = boltgrad.ones(b_shape, device=DEVICE, dtype=dtype).contiguous().realize()
             outs.append(a @ b)
     x, w, bias = (boltgrad.ones(s, device=DEVICE).contiguous().realize() for s in ((200, 96), (72, 96), (72,)))
     outs.append((x @ w.T + bias).relu())
+    for dtype in (boltgrad.float16, boltgrad.bfloat16):
+        outs.append(((x.cast(dtype) @ w.cast(dtype).T).float() + bias).relu())
     Tensor.realize_all(outs)
 
 

@@ -120,6 +120,41 @@ def test_a_large_matmul_softmax_and_layernorm_match_torch():
 
 
 @needs_gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_tensor_core_matmuls_match_numpy(dtype):
+    """The MMA tiles (``codegen/gpu_mma.py``) on the hardware: inputs exact in the 16-bit type, so numpy's
+    float64 product is the answer and float32 accumulation the tolerance; sizes the 128 x 128 tiles and the k
+    step of 32 do not divide, a batch, a transposed operand, a prologue cast and an epilogue."""
+    rng = np.random.default_rng(1)
+    dt = getattr(boltgrad, dtype)
+
+    def exact(*shape: int) -> np.ndarray:
+        x = rng.standard_normal(shape).astype(np.float32)
+        return x.astype(np.float16).astype(np.float32) if dtype == "float16" else (
+            (x.view(np.uint32) & 0xFFFF0000).view(np.float32))  # fmt: skip
+
+    def cuda(x: np.ndarray) -> Tensor:
+        return Tensor(x, device="CUDA").cast(dt)
+
+    before = set(realize._compiled)
+    pairs = [(exact(m, k), exact(k, n)) for m, k, n in ((300, 257, 190), (128, 128, 128), (64, 64, 64), (65, 97, 100))]
+    pairs.append((exact(2, 70, 65), exact(2, 65, 66)))  # a batch
+    outs = [cuda(a).float() @ cuda(b).float() for a, b in pairs]
+    x, w, bias = exact(200, 96), exact(72, 96), exact(72)
+    linear = (Tensor(x, device="CUDA").cast(dt) @ Tensor(w, device="CUDA").cast(dt).T).float() * 0.5
+    outs.append((linear + Tensor(bias, device="CUDA")).relu())
+    Tensor.realize_all(outs)  # one NVRTC call for all the kernels
+    for (a, b), out in zip(pairs, outs):
+        np.testing.assert_allclose(out.numpy(), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    exact_sum = (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32)
+    want = np.maximum(Tensor(exact_sum, device="CPU").cast(dt).float().numpy() * 0.5 + bias, 0)
+    ulp = 2**-10 if dtype == "float16" else 2**-7  # a sum may round to the neighbouring 16-bit value
+    assert (np.abs(outs[-1].numpy() - want) <= ulp * np.abs(exact_sum) + 1e-5).all()
+    sources = [ck.source for key, ck in realize._compiled.items() if key not in before and key[0] == "CUDA"]
+    assert sum("mma.sync.aligned.m16n8k16" in src for src in sources) >= 5
+
+
+@needs_gpu
 def test_a_model_trained_on_cuda_runs_on_the_cpu_in_the_same_program():
     from boltgrad import nn
 

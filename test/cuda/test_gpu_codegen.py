@@ -29,15 +29,18 @@ def kernels(t: Tensor) -> list[LinearProgram]:
 
 
 def kind_of(lin: LinearProgram) -> str:
-    """How a kernel was mapped: row (block reduces, then a loop over the row), tiled, block_reduce or per_thread."""
+    """How a kernel was mapped: row (block reduces, then a loop over the row), tiled (FMA), mma (tiled on tensor
+    cores), block_reduce or per_thread."""
     ops = {n.op for n in lin.instructions}
+    if Op.MMA in ops:
+        return "mma"
     if Op.SHUFFLE in ops:
         return "row" if any(n.op is Op.RANGE and n.arg[1] == "loop" for n in lin.instructions) else "block_reduce"
     return "tiled" if Op.BARRIER in ops else "per_thread"
 
 
 def mapping(t: Tensor) -> str:
-    """How the kernel that computes ``t`` was mapped: tiled, block_reduce or per_thread."""
+    """How the kernel that computes ``t`` was mapped (``kind_of``)."""
     return kind_of(kernels(t)[-1])
 
 
@@ -68,7 +71,7 @@ def test_tiled_matmul_with_transposed_operand_epilogue_and_batch():
 def test_half_matmul_accumulates_in_float():
     a, b = rand(10, 12).astype(np.float16), rand(12, 9, seed=1).astype(np.float16)
     out = Tensor(a, device=DEV) @ Tensor(b, device=DEV)
-    assert mapping(out) == "tiled" and out.dtype == boltgrad.float16
+    assert mapping(out) == "mma" and out.dtype == boltgrad.float16  # tensor cores (test_mma.py)
     want = (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16)
     np.testing.assert_allclose(out.numpy().astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-3)
 

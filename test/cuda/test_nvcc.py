@@ -60,5 +60,10 @@ def test_nvcc_compiles_every_suite_kernel(arch, suite_sources, tmp_path):
     assert not spills, f"{len(spills)} kernels spill registers on {arch}: {dict(list(spills.items())[:5])}"
     tiled = [r for name, r in report.items() if r["smem"] > 1024]  # the shared-memory matmul tiles
     assert tiled and max(r["registers"] for r in tiled) <= 255
+    # tensor-core tiles: float16 and bfloat16 matmuls, and the half-cast prologue; none spills (above), and two
+    # blocks fit on an SM (__launch_bounds__(256, 2): 128 registers)
+    mma = {name: report[name]["registers"] for name, src in suite_sources.items() if "mma.sync.aligned" in src}
+    assert len(mma) >= 10 and max(mma.values()) <= 128, mma
+    print(f"{arch}: {len(mma)} tensor-core kernels, registers {sorted(set(mma.values()))}")
     print(f"{arch}: {len(report)} kernels compiled, none spills; most registers "
           f"{max(r['registers'] for r in report.values())}")  # fmt: skip
