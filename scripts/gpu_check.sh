@@ -46,7 +46,7 @@ step gpu 10 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used 
 step doctor 20 "$PY" -c "from boltgrad.cli.main import main; raise SystemExit(main(['doctor']))"
 # test_cuda_device.py: copies, out of memory, matmul/softmax/layernorm, training, and a jitted decode step replayed
 # as a CUDA graph against plain launches (BOLT_CUDA_GRAPHS=0) and the CPU, its Variable changing every replay
-step cuda_tests 30 "$PY" -m pytest -q -p no:cacheprovider -rs test/cuda/test_cuda_device.py
+step cuda_tests 38 "$PY" -m pytest -q -p no:cacheprovider -rs test/cuda/test_cuda_device.py
 # shellcheck disable=SC2086
 step op_suite 100 "$PY" -m pytest -q -p no:cacheprovider -n 4 -k CUDA $OPS  # 4 workers: NVRTC compiles in parallel
 BENCH_LIMIT=70
