@@ -352,15 +352,15 @@ def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[t
     if not ranges or not reduce_ranges:
         return []
     inner = ranges[-1]
-    loads = [affine_terms(n.src[1])[0] for n in nodes if n.op is Op.LOAD]
+    loads, lane, across = _split_load_terms(store, nodes, inner)
     strided = any(
-        t.get(inner) == 1 and any(r in t for r in reduce_ranges) and all(t.get(r) != 1 for r in reduce_ranges)
+        t.get(lane) == 1 and any(r in t for r in reduce_ranges) and all(t.get(r) != 1 for r in reduce_ranges)
         for t in loads
     )
     # reduces too short for reduce lanes (a 3x3 convolution window) read a contiguous run along the innermost
     # output dim just as well: several outputs per loop, their loads one (masked) vector
     short = prod(int(r.src[0].arg) for r in reduce_ranges) < 32
-    if not strided and not (short and any(t.get(inner) == 1 for t in loads)):
+    if not strided and not (short and any(t.get(lane) == 1 for t in loads)):
         return []
     out = []
     j = opts.cols if opts.cols is not None else _factor(inner.src[0].arg, (16, 8, 4, 2))
@@ -368,13 +368,32 @@ def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[t
         out.append((len(ranges) - 1, j))
     if len(ranges) >= 2:
         rows = ranges[-2]
-        reuse = any(rows in t and inner not in t and any(r in t for r in reduce_ranges) for t in loads)
+        reuse = any(rows in t and not across & t.keys() and any(r in t for r in reduce_ranges) for t in loads)
         i = _tile_rows(int(rows.src[0].arg), prod(int(r.src[0].arg) for r in reduce_ranges)) if reuse else 1
         if reuse and opts.rows is not None:
             i = opts.rows if int(rows.src[0].arg) >= opts.rows else 1
         if i > 1:
             out.append((len(ranges) - 2, i))
     return out
+
+
+PACK = 16  # columns of a packed operand's strip (``Tensor.matmul``'s packed right operand: (N/16, K, 16))
+
+
+def _split_load_terms(store: Node, nodes: list[Node], inner: Node) -> tuple[list[dict[Node, int]], Node, set[Node]]:
+    """The loads' index expressions as affine terms, for the choice of output upcasts: (terms per load, the
+    range that counts as the innermost dim's lanes, the ranges standing for the innermost dim).
+
+    A packed operand is read at ``(j // 16) * K * 16 + k * 16 + j % 16``, not affine in the column j; with j
+    split as ``16 * hi + lo`` it is, and ``lo`` walks it contiguously. Upcasting j by 16 makes that split."""
+    loads = [n.src[1] for n in nodes if n.op is Op.LOAD]
+    extent = int(inner.src[0].arg)
+    if extent % PACK or not any(_count_divmod(x) for x in loads):
+        return [affine_terms(x)[0] for x in loads], inner, {inner}
+    hi = Node(Op.RANGE, int64, (const(extent // PACK),), (-2, "loop"))
+    lo = Node(Op.RANGE, int64, (const(PACK),), (-1, "loop"))
+    split = {inner: hi * PACK + lo}
+    return [affine_terms(simplify(substitute(x, split)))[0] for x in loads], lo, {hi, lo}
 
 
 def _columns_outside(ranges: list[Node], upcasts: dict[int, int], reduce_work: int) -> list[Node]:
