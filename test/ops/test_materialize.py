@@ -46,6 +46,21 @@ def test_cheap_broadcasts_still_fuse():
     assert len(_kernels((x @ w.T + b * 2).relu())) == 1
 
 
+def test_a_masked_gradient_read_by_many_output_columns_is_stored_once():
+    """The gradient of a relu layer's weight reads relu's mask times the incoming gradient (three inputs) once
+    per 16 output columns of its register tile: it is stored once instead. With one input, or repeated fewer
+    than 16 times, it still fuses."""
+    h, b, g, x = _t(128, 256), _t(256), _t(128, 256), _t(128, 784)
+    masked = g.where((h + b) > 0, 0.0)  # torch.where order: g where the mask holds, else 0
+    grad_w = masked.T @ x  # each element read by 784 output columns
+    kernels = _kernels(grad_w)
+    assert len(kernels) == 2 and _ops(kernels[0], Op.REDUCE) == 0 and _ops(kernels[1], Op.CMPLT) == 0
+    want = np.where(h.numpy() + b.numpy() > 0, g.numpy(), 0.0).T @ x.numpy()
+    np.testing.assert_allclose(grad_w.numpy(), want, rtol=1e-4, atol=1e-3)
+    assert len(_kernels(g.relu().T @ x)) == 1  # one input
+    assert len(_kernels(masked.T @ x[:, :10])) == 1  # 10 columns
+
+
 def test_a_projection_read_twice_through_views_is_computed_once():
     """A rotary embedding reads both halves of a projection (q[:, :32] and q[:, 32:]) in one kernel: the
     projection is stored, not computed twice per output."""
