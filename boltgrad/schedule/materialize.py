@@ -6,9 +6,9 @@ or through views: the two halves a rotary embedding reads), or one reached throu
 reduce would be recomputed for every element it is broadcast to), or one the bodies of two kernels would both
 contain. An elementwise value with an exponential, logarithm or sine in it that a reduce reads through an
 EXPAND is materialized too (attention's probabilities, broadcast over the head dim of ``probs @ V``): it would
-be recomputed per broadcast element; so is one combining several float inputs that a reduce reads 16+ times
-(a relu layer's masked gradient, read by its weight gradient). Everything else fuses: elementwise chains into their consumer, a reduce
-with its elementwise prologue and epilogue, movement ops as index arithmetic.
+be recomputed per broadcast element; so is one making several float reads that a reduce reads 16+ times (a
+relu layer's masked gradient, read by its weight gradient). Everything else fuses: elementwise chains into
+their consumer, a reduce with its elementwise prologue and epilogue, movement ops as index arithmetic.
 
 On a GPU, a reduce over a tensor's innermost dims that an elementwise kernel reads broadcast back over those
 dims fuses into it as a *row kernel* (softmax, layer norm: one kernel, one block per row, that reduces and
@@ -178,15 +178,17 @@ def _row_reduce(n: Node, shape: tuple[int, ...] | None, rows: int, reads: int) -
 
 
 COSTLY = frozenset({Op.EXP2, Op.LOG2, Op.SIN})  # library-call-sized math: not worth repeating per broadcast
-# an elementwise value that combines this many float inputs (buffers, other kernels' outputs) is stored when a
-# reduce reads each element this many times or more: the gradient of a relu layer's weight reads the masked
-# output gradient (relu(h + b)'s mask times g, three loads) once per 16 output columns of its register tile
-COMBINED_INPUTS, COMBINED_REPEATS = 2, 16
+# an elementwise value that makes this many reads (of buffers, other kernels' outputs, through any views) is
+# stored when a reduce would compute each element this many times or more: the gradient of a relu layer's
+# weight reads relu's mask times the incoming gradient (three reads) once per 16 output columns of its tile.
+# (In an elementwise kernel the same rule did not pay: max pooling's gradient broadcasts a convolution's input
+# gradient, 9 shifted reads, over each 2x2 window, and storing it once made the CNN step no faster.)
+COMBINED_READS, COMBINED_REPEATS = 2, 16
 
 
 def _costly_broadcast(expand: Node, chosen: set[Node]) -> Node | None:
     """The elementwise value under ``expand`` (through views) when the broadcast repeats each element several
-    times and computing it involves COSTLY math, or combines several float inputs and is repeated
+    times and computing it involves COSTLY math, or makes ``COMBINED_READS`` float reads and is repeated
     ``COMBINED_REPEATS`` times or more; None otherwise. (A dequantization, which reads integers, stays fused
     into the matmul that reads it.)"""
     inner = expand.src[0]
@@ -197,21 +199,26 @@ def _costly_broadcast(expand: Node, chosen: set[Node]) -> Node | None:
     repeats = prod(expand.shape) // max(1, prod(expand.src[0].shape))
     if repeats < 4:
         return None
-    inputs: set[Node] = set()
+    reads: set[Node] = set()  # each view of a buffer, reduce or other kernel's output: one load of the kernel
+    floats = True
     stack, seen = [inner], set()
     while stack:  # the elementwise body: down to buffers, reduces and other kernels' outputs
         n = stack.pop()
         if n in seen:
             continue
         seen.add(n)
-        if n is not inner and (n in chosen or n.op in (Op.REDUCE, Op.BUFFER)):
-            inputs.add(n)
-            continue
         if n.op in COSTLY:
             return inner
-        stack.extend(n.src)
-    floats = all(n.dtype.is_float for n in inputs)
-    return inner if floats and len(inputs) >= COMBINED_INPUTS and repeats >= COMBINED_REPEATS else None
+        for s in n.src:
+            base = s
+            while base.op in MOVEMENT:
+                base = base.src[0]
+            if base in chosen or base.op in (Op.REDUCE, Op.BUFFER):
+                reads.add(s)
+                floats = floats and base.dtype.is_float
+            elif base.src:  # (a constant's DEVICE is no read)
+                stack.append(base)
+    return inner if floats and len(reads) >= COMBINED_READS and repeats >= COMBINED_REPEATS else None
 
 
 def _shared_reduces(chosen: set[Node]) -> None:
