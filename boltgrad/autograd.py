@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .ir.node import Node, toposort
+from .ir.node import Node, WeakNodeTable, toposort, weak_key
 from .ir.ops import Op
 
 if TYPE_CHECKING:
@@ -27,11 +27,16 @@ if TYPE_CHECKING:
 
 # ---- grad mode ----
 
-_state = threading.local()
+
+class _GradMode(threading.local):
+    enabled = True  # each thread starts with grad enabled (a class default: getattr's miss path is slow)
+
+
+grad_mode = _GradMode()  # grad_mode.enabled is is_grad_enabled(), read without a call by every new tensor
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "enabled", True)
+    return grad_mode.enabled
 
 
 class set_grad_enabled:  # noqa: N801 - torch's name; a context manager and a decorator
@@ -41,10 +46,10 @@ class set_grad_enabled:  # noqa: N801 - torch's name; a context manager and a de
 
     def __enter__(self) -> None:
         self.prev = is_grad_enabled()
-        _state.enabled = self.mode
+        grad_mode.enabled = self.mode
 
     def __exit__(self, *exc: Any) -> None:
-        _state.enabled = self.prev
+        grad_mode.enabled = self.prev
 
     def __call__(self, fn: Callable) -> Callable:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -84,9 +89,9 @@ class enable_grad(set_grad_enabled):  # noqa: N801
 # ``y`` off from its inputs), and an ``assign`` that autograd does not record (on a leaf, or under no_grad)
 # stands for the tensor it overwrote. A DETACH has no edges.
 
-_leaves: weakref.WeakKeyDictionary[Node, weakref.ref] = weakref.WeakKeyDictionary()
-_aliases: weakref.WeakKeyDictionary[Node, Node] = weakref.WeakKeyDictionary()
-_needs: weakref.WeakKeyDictionary[Node, bool] = weakref.WeakKeyDictionary()
+_leaves = WeakNodeTable()  # node -> weakref to its tensor
+_aliases = WeakNodeTable()  # node -> the node it stands for
+_needs = WeakNodeTable()  # node -> needs_grad(node), memoised
 
 
 def _forget_memo(*_: Any) -> None:
@@ -94,32 +99,32 @@ def _forget_memo(*_: Any) -> None:
 
 
 def register_leaf(node: Node, tensor: Tensor) -> None:
-    _leaves[node] = weakref.ref(tensor, _forget_memo)  # a dead leaf no longer makes its graphs need grad
+    _leaves.put(node, weakref.ref(tensor, _forget_memo))  # a dead leaf no longer makes its graphs need grad
     _needs.clear()  # graphs built before this leaf was marked may now depend on it
 
 
 def unregister_leaf(node: Node) -> None:
-    if _leaves.pop(node, None) is not None:
+    if _leaves.pop(weak_key(node), None) is not None:
         _needs.clear()
 
 
 def leaf_tensor(node: Node) -> Tensor | None:
-    ref = _leaves.get(node)
+    ref = _leaves.get(weak_key(node))
     t = ref() if ref is not None else None
     return t if t is not None and t._leaf_grad else None
 
 
 def alias(node: Node, stands_for: Node) -> None:
     """For autograd, ``node`` is ``stands_for`` (same shape): gradients reaching it go there."""
-    _aliases[node] = _aliases.get(stands_for, stands_for)
-    if node in _needs:
+    _aliases.put(node, _aliases.get(weak_key(stands_for), stands_for))
+    if weak_key(node) in _needs:
         _needs.clear()
 
 
 # composite operations whose gradient is given by a formula instead of by the primitives they are built from
 # (where the primitives' gradients would give NaN at points where torch's formula is finite, or vice versa):
 # node -> (input nodes, rule(inputs, out, grad) -> one gradient per input)
-_custom: weakref.WeakKeyDictionary[Node, tuple[tuple[Node, ...], Callable]] = weakref.WeakKeyDictionary()
+_custom = WeakNodeTable()
 
 
 def with_gradient(out: Tensor, inputs: tuple[Tensor, ...], rule: Callable) -> Tensor:
@@ -130,23 +135,23 @@ def with_gradient(out: Tensor, inputs: tuple[Tensor, ...], rule: Callable) -> Te
         return out
     if not any(needs_grad(t.node) for t in inputs):
         return out
-    _custom[node] = (tuple(t.node for t in inputs), rule)
-    _needs[node] = True
+    _custom.put(node, (tuple(t.node for t in inputs), rule))
+    _needs.put(node, True)
     return out
 
 
 def _edges(n: Node) -> tuple[Node, ...]:
     if n.op is Op.DETACH:
         return ()
-    target = _aliases.get(n)
+    key = weak_key(n)
+    target = _aliases.get(key)
     if target is not None:
         return (target,)
-    custom = _custom.get(n)
+    custom = _custom.get(key)
     return n.src if custom is None else custom[0]
 
 
-def _unknown_edges(n: Node) -> tuple[Node, ...]:
-    return () if n in _needs else _edges(n)
+_FEW_NEW = 8  # new nodes below a node that are asked in turn rather than walked (a constant broadcast is 4)
 
 
 def needs_grad(node: Node) -> bool:
@@ -154,27 +159,54 @@ def needs_grad(node: Node) -> bool:
     none, as in torch).
 
     Memoised per node, and the walk stops at nodes already known, so each node is looked at once: asking about
-    every op as it is built costs O(1) per op, not a walk of the whole graph."""
-    hit = _needs.get(node)
+    every op as it is built costs O(1) per op, not a walk of the whole graph. A few new nodes below (a constant
+    broadcast to the op's shape) are asked in turn; only a larger unknown graph is walked."""
+    hit = _needs.get(weak_key(node))
+    if hit is None:
+        hit = _needs_below(node, [_FEW_NEW])
+    return hit if hit is not None else _walk_needs(node)
+
+
+def _walk_needs(node: Node) -> bool:
+    """``needs_grad`` of a node with many new nodes below: one walk, which stops at nodes already known."""
+    # (local tables: a dying leaf's weakref callback may clear the memo during the walk)
+    found: dict[Node, bool] = {}
+    edges: dict[Node, tuple[Node, ...]] = {}  # the edges of the nodes not known yet
+
+    def unknown_edges(n: Node) -> tuple[Node, ...]:
+        hit = _needs.get(weak_key(n))
+        if hit is not None:
+            found[n] = hit
+            return ()
+        srcs = edges[n] = _edges(n)
+        return srcs
+
+    for n in toposort(node, children=unknown_edges):  # sources first: each finds its sources in found
+        if n in edges:
+            found[n] = n.dtype.is_float and (leaf_tensor(n) is not None or any(found[s] for s in edges[n]))
+    for n in edges:
+        _needs.put(n, found[n])
+    return found[node]
+
+
+def _needs_below(node: Node, budget: list[int]) -> bool | None:
+    """``needs_grad`` asked of the sources first, recursively, as long as at most ``budget[0]`` nodes are new;
+    None once more are (they are walked then)."""
+    hit = _needs.get(weak_key(node))
     if hit is not None:
         return hit
-    known = [_needs.get(s) for s in _edges(node)]
-    if None not in known:  # the usual case: a new op on known sources
-        hit = node.dtype.is_float and (any(known) or leaf_tensor(node) is not None)
-        _needs[node] = hit
-        return hit
-    # (a local table: a dying leaf's weakref callback may clear the memo during the walk)
-    found: dict[Node, bool] = {}
-    for n in toposort(node, children=_unknown_edges):
-        hit = _needs.get(n)
-        if hit is None:
-            srcs = _edges(n)
-            hit = n.dtype.is_float and (
-                leaf_tensor(n) is not None or any(found[s] if s in found else needs_grad(s) for s in srcs)
-            )
-        found[n] = hit
-    _needs.update(found)
-    return found[node]
+    if budget[0] == 0:
+        return None
+    budget[0] -= 1
+    known = []
+    for s in _edges(node):
+        found = _needs_below(s, budget)
+        if found is None:
+            return None
+        known.append(found)
+    hit = node.dtype.is_float and (any(known) or leaf_tensor(node) is not None)
+    _needs.put(node, hit)
+    return hit
 
 
 # ---- gradient rules, one per primitive ----
@@ -201,7 +233,8 @@ def _add(n, x, out, g):
 
 @rule(Op.MUL)
 def _mul(n, x, out, g):
-    return g * x[1], g * x[0]
+    # (a gradient no source takes is not built: a matmul's input or a mask times a weight needs one side only)
+    return g * x[1] if needs_grad(n.src[0]) else None, g * x[0] if needs_grad(n.src[1]) else None
 
 
 @rule(Op.NEG)
@@ -245,24 +278,26 @@ def _max(n, x, out, g):
     if n.src[1].op in (Op.CONST, Op.EXPAND, Op.RESHAPE) and _is_constant(n.src[1]):
         return (g * (a > b).cast(g.dtype), None)  # a threshold (relu, clamp): ties pass nothing, as in torch
     tie = (a == b).cast(g.dtype) * 0.5
-    return g * ((a > b).cast(g.dtype) + tie), g * ((b > a).cast(g.dtype) + tie)
+    da = g * ((a > b).cast(g.dtype) + tie) if needs_grad(n.src[0]) else None
+    return da, g * ((b > a).cast(g.dtype) + tie) if needs_grad(n.src[1]) else None
 
 
 @rule(Op.WHERE)
 def _where(n, x, out, g):
     cond = x[0]
     zero = g._const_like(0)
-    return None, cond._select(g, zero), cond._select(zero, g)
+    da = cond._select(g, zero) if needs_grad(n.src[1]) else None
+    return None, da, cond._select(zero, g) if needs_grad(n.src[2]) else None
 
 
 @rule(Op.MULACC)
 def _mulacc(n, x, out, g):
-    return g * x[1], g * x[0], g
+    return g * x[1] if needs_grad(n.src[0]) else None, g * x[0] if needs_grad(n.src[1]) else None, g
 
 
 @rule(Op.MOD)
 def _mod(n, x, out, g):  # C fmod: x - trunc(x / y) * y
-    return g, -g * (x[0] / x[1]).trunc()
+    return g, -g * (x[0] / x[1]).trunc() if needs_grad(n.src[1]) else None
 
 
 @rule(Op.CMPLT, Op.CMPNE, Op.AND, Op.OR, Op.XOR, Op.SHL, Op.SHR, Op.IDIV, Op.BITCAST)
@@ -387,7 +422,13 @@ def backward(root: Tensor, gradient: Tensor | None) -> None:
         gradient = Tensor(gradient, device=root.device, dtype=root.dtype)
     if gradient.shape != root.shape:
         raise ValueError(f"backward: gradient of shape {gradient.shape} does not match the output {root.shape}")
-    order = toposort(graph, children=lambda n: tuple(s for s in _edges(n) if needs_grad(s)))
+    flows: dict[Node, tuple[Node, ...]] = {}  # node -> the sources a gradient flows to from it
+
+    def gradient_edges(n: Node) -> tuple[Node, ...]:
+        kept = flows[n] = tuple(s for s in _edges(n) if needs_grad(s))
+        return kept
+
+    order = toposort(graph, children=gradient_edges)
     grads: dict[Node, list[Tensor]] = {graph: [gradient.cast(root.dtype)]}
     for n in reversed(order):
         pieces = grads.pop(n, None)
@@ -401,15 +442,16 @@ def backward(root: Tensor, gradient: Tensor | None) -> None:
             update = Tensor._from_node(Node(Op.DETACH, g.dtype, (g.node,)))
             leaf.grad = update if leaf.grad is None else leaf.grad + update
             continue
-        target = _aliases.get(n)
+        key = weak_key(n)
+        target = _aliases.get(key)
         if target is not None:  # a realized value or an unrecorded assign: the gradient goes to what it stands for
             grads.setdefault(target, []).append(g)
             continue
-        custom = _custom.get(n)
+        custom = _custom.get(key)
         if custom is not None:
             inputs, formula = custom
             for s, sg in zip(inputs, formula([Tensor._from_node(s) for s in inputs], Tensor._from_node(n), g)):
-                if sg is not None and needs_grad(s):
+                if sg is not None and s in flows[n]:
                     grads.setdefault(s, []).append(sg.cast(s.dtype))
             continue
         rule_fn = _RULES.get(n.op)
@@ -419,9 +461,8 @@ def backward(root: Tensor, gradient: Tensor | None) -> None:
             raise RuntimeError(f"backward: no gradient rule for {n.op.name}")
         srcs = [Tensor._from_node(s) for s in n.src]
         for s, sg in zip(n.src, rule_fn(n, srcs, Tensor._from_node(n), g)):
-            if sg is None or not needs_grad(s):
-                continue
-            grads.setdefault(s, []).append(sg.cast(s.dtype) if s.dtype.is_float else sg)
+            if sg is not None and s in flows[n]:  # (a source that takes a gradient is a float)
+                grads.setdefault(s, []).append(sg.cast(s.dtype))
     _pending_roots.append(weakref.ref(root))
 
 

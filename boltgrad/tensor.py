@@ -27,7 +27,7 @@ from .ir import dtypes
 from .ir.dtypes import DType, bf16_bits_to_float, bfloat16, float_to_bf16_bits, to_dtype
 from .ir.node import Node
 from .ir.ops import Op
-from .schedule.materialize import as_contiguous_buffer, device_of
+from .schedule.materialize import as_contiguous_buffer
 from .schedule.realized import buffer_view, input_versions, record_realized
 from .tensor_create import CreationMixin
 from .tensor_gather import GatherMixin
@@ -161,7 +161,7 @@ class Tensor(
 
     @classmethod
     def _from_node(cls, node: Node) -> Tensor:
-        if not autograd.is_grad_enabled() and node.op is not Op.DETACH and autograd.needs_grad(node):
+        if not autograd.grad_mode.enabled and node.op is not Op.DETACH and autograd.needs_grad(node):
             node = Node(Op.DETACH, node.dtype, (node,))  # work under no_grad() passes no gradient
         t = object.__new__(cls)
         t.node = node
@@ -220,11 +220,11 @@ class Tensor(
 
     @property
     def device(self) -> str:
-        return device_of(self.node) or Device_.DEFAULT
+        return self.node.device or Device_.DEFAULT
 
     @property
     def ndim(self) -> int:
-        return len(self.shape)
+        return len(self.node.shape)
 
     def dim(self) -> int:
         return self.ndim
@@ -300,7 +300,9 @@ class Tensor(
             for t, r in settled:
                 settle(t, r)
             return
-        versions = [input_versions(t.node) if t.node.op is not Op.ASSIGN else () for t in todo]
+        computed = [t.node for t in todo if t.node.op is not Op.ASSIGN]
+        reads = dict(zip(computed, input_versions(computed)))
+        versions = [reads.get(t.node, ()) for t in todo]
         out = engine_realize([t.node for t in todo])
         for t, v in zip(todo, versions):
             buf = out[t.node]
@@ -486,6 +488,8 @@ class Tensor(
         return self.cast(other.dtype)
 
     def cast(self, dtype: DType | str) -> Tensor:
+        if dtype is self.node.dtype:  # the usual case, before to_dtype and DType's (Python-level) ==
+            return self
         dt = to_dtype(dtype)
         return self if dt == self.dtype else self._from_node(Node(Op.CAST, dt, (self.node,)))
 
@@ -537,7 +541,7 @@ def _from_numpy(arr: Any, device: str, want: DType | None) -> Node:
     dt = dtypes.BY_NAME[name]
     buf = Buffer(device, arr.size, dt)
     if arr.size:
-        buf.copyin(arr.tobytes())
+        buf.copyin(memoryview(arr))  # (arr.tobytes() would copy it once more first)
     node = buffer_view(Node(Op.BUFFER, dt, (), buf), tuple(arr.shape))
     return node if want is None or want == dt else Node(Op.CAST, want, (node,))
 

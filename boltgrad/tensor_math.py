@@ -15,7 +15,7 @@ from .ir import dtypes
 from .ir.dtypes import DType, promote_types, result_type_with_scalar
 from .ir.node import Node
 from .ir.ops import Op
-from .schedule.schedule import device_of
+from .tensor_create import const_node
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -26,13 +26,14 @@ LN_2 = 0.6931471805599453
 
 def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     ndim = max((len(s) for s in shapes), default=0)
-    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
-    out = []
-    for dims in zip(*padded):
-        sizes = {d for d in dims if d != 1}
-        if len(sizes) > 1:
-            raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together")
-        out.append(sizes.pop() if sizes else 1)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, size in enumerate(shape, ndim - len(shape)):
+            if size != 1 and size != out[i]:
+                if out[i] != 1:
+                    listed = " and ".join(str(tuple(s)) for s in shapes)
+                    raise ValueError(f"shapes {listed} cannot be broadcast together")
+                out[i] = size
     return tuple(out)
 
 
@@ -61,42 +62,54 @@ class MathMixin:
 
     def _broadcast_to(self, shape: tuple[int, ...]) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        if me.shape == shape:
+        mine = me.node.shape
+        if mine == shape:
             return me
-        padded = (1,) * (len(shape) - len(me.shape)) + me.shape
-        return me.reshape(padded).expand(shape)
+        padded = (1,) * (len(shape) - len(mine)) + mine
+        if len(padded) != len(shape) or any(t < 0 or (s != 1 and s != t) for s, t in zip(padded, shape)):
+            return me.reshape(padded).expand(shape)  # which says what does not fit
+        # the nodes and tensors reshape(padded).expand(shape) makes, without checking again what was just checked
+        if padded != mine:
+            me = me._view(Op.RESHAPE, padded)
+        return me if padded == shape else me._view(Op.EXPAND, tuple(shape))
 
     def _const_like(self, value: Any, dtype: DType | None = None, shape: tuple[int, ...] | None = None) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        from .tensor_create import const_node
-
-        dt = dtype or me.dtype
+        dt = dtype or me.node.dtype
         # a constant beside a graph of Variables only is of no device either: the graph stays at home anywhere
-        out = me._from_node(const_node(value, dt, device_of(me.node)))
-        target = me.shape if shape is None else shape
-        return out.reshape((1,) * len(target)).expand(target) if target else out
+        node = const_node(value, dt, me.node.device)
+        target = me.node.shape if shape is None else tuple(shape)
+        if target:  # the nodes reshape((1,) * n).expand(target) makes, without the checks and the tensors between
+            ones = (1,) * len(target)
+            node = Node(Op.RESHAPE, dt, (node,), ones)
+            if target != ones:
+                node = Node(Op.EXPAND, dt, (node,), target)
+        return me._from_node(node)
 
     def _operands(self, other: Any, reverse: bool = False, dtype: DType | None = None) -> tuple[Tensor, Tensor]:
         """Both operands broadcast to one shape and promoted to one dtype (or ``dtype``)."""
         me: Tensor = self  # type: ignore[assignment]
-        if not self._is_tensor(other) and not isinstance(other, bool | int | float):
+        if not isinstance(other, MathMixin):
+            if isinstance(other, bool | int | float):
+                dt = dtype or result_type_with_scalar(me.node.dtype, other)
+                a = me.cast(dt)
+                b = a._const_like(other, dt)
+                return (b, a) if reverse else (a, b)
             other = self._to_tensor(other)
-        if self._is_tensor(other):
-            mine, theirs = device_of(me.node), device_of(other.node)
-            if mine and theirs and mine != theirs:  # "": a graph of variables only, at home anywhere
-                raise RuntimeError(f"expected all tensors on one device, got {mine} and {theirs}")
-            dt = dtype or promote_types(me.dtype, other.dtype)
-            shape = broadcast_shape(me.shape, other.shape)
-            a, b = me.cast(dt)._broadcast_to(shape), other.cast(dt)._broadcast_to(shape)
-        else:
-            dt = dtype or result_type_with_scalar(me.dtype, other)
-            a = me.cast(dt)
-            b = a._const_like(other, dt)
-        return (b, a) if reverse else (a, b)
+        mine, theirs = me.node.device, other.node.device
+        if mine and theirs and mine != theirs:  # "": a graph of variables only, at home anywhere
+            raise RuntimeError(f"expected all tensors on one device, got {mine} and {theirs}")
+        a, b = me.node, other.node
+        # usually both are of one dtype and shape already: nothing to cast or broadcast
+        if a.dtype is not b.dtype or (dtype is not None and dtype is not a.dtype) or a.shape != b.shape:
+            dt = dtype or (a.dtype if a.dtype is b.dtype else promote_types(a.dtype, b.dtype))
+            shape = broadcast_shape(a.shape, b.shape)
+            me, other = me.cast(dt)._broadcast_to(shape), other.cast(dt)._broadcast_to(shape)
+        return (other, me) if reverse else (me, other)
 
     def _binary(self, op: Op, other: Any, reverse: bool = False, dtype: DType | None = None) -> Tensor:
         a, b = self._operands(other, reverse, dtype)
-        out_dtype = dtypes.bool_ if op in (Op.CMPLT, Op.CMPNE) else a.dtype
+        out_dtype = dtypes.bool_ if op is Op.CMPLT or op is Op.CMPNE else a.node.dtype
         return a._from_node(Node(op, out_dtype, (a.node, b.node)))
 
     def _unary(self, op: Op) -> Tensor:
@@ -412,11 +425,11 @@ class MathMixin:
     def _select(self, x: Any, y: Any) -> Tensor:
         """``cond._select(x, y)``: x where self (the condition) is true, else y; broadcast and promoted."""
         me: Tensor = self  # type: ignore[assignment]
-        cond = me if me.dtype == dtypes.bool_ else me.bool()
+        cond = me if me.node.dtype is dtypes.bool_ else me.bool()
         x_t = x if self._is_tensor(x) else None
         y_t = y if self._is_tensor(y) else None
         if x_t is not None and y_t is not None:
-            dt = promote_types(x_t.dtype, y_t.dtype)
+            dt = x_t.dtype if x_t.dtype is y_t.dtype else promote_types(x_t.dtype, y_t.dtype)
         elif x_t is not None:
             dt = result_type_with_scalar(x_t.dtype, y)
         elif y_t is not None:

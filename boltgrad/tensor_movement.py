@@ -46,37 +46,45 @@ class MovementMixin:
         return normalize_axis(dim, len(self.node.shape))
 
     def _view(self, op: Op, arg: Any) -> Tensor:
-        me: Tensor = self  # type: ignore[assignment]
-        return me._from_node(Node(op, me.dtype, (me.node,), arg))
+        node = self.node
+        return self._from_node(Node(op, node.dtype, (node,), arg))  # type: ignore[attr-defined]
 
     def reshape(self, *shape: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        new = list(_shape_arg(shape))
+        new = _shape_arg(shape)
         for s in new:
-            if not isinstance(s, int) or isinstance(s, bool):
-                raise TypeError(f"reshape: sizes must be ints, got {new}")
-        if new.count(-1) > 1:
-            raise ValueError(f"reshape: only one dimension can be -1, got {tuple(new)}")
-        numel = me.numel()
+            if type(s) is not int and (not isinstance(s, int) or isinstance(s, bool)):
+                raise TypeError(f"reshape: sizes must be ints, got {list(new)}")
+        old = me.node.shape
+        if new == old:
+            return me
         if -1 in new:
+            if new.count(-1) > 1:
+                raise ValueError(f"reshape: only one dimension can be -1, got {new}")
+            numel = prod(old)
             known = prod(s for s in new if s != -1)
             if known == 0 or numel % known:
                 raise ValueError(f"shape '{list(new)}' is invalid for input of size {numel}")
-            new[new.index(-1)] = numel // known
-        if any(s < 0 for s in new) or prod(new) != numel:
-            raise ValueError(f"shape '{list(new)}' is invalid for input of size {numel}")
-        target = tuple(new)
-        return me if target == me.shape else self._view(Op.RESHAPE, target)
+            new = tuple(numel // known if s == -1 else s for s in new)
+            if new == old:
+                return me
+        if any(s < 0 for s in new) or prod(new) != prod(old):
+            raise ValueError(f"shape '{list(new)}' is invalid for input of size {prod(old)}")
+        return self._view(Op.RESHAPE, new)
 
     def view(self, *shape: Any) -> Tensor:
         return self.reshape(*shape)
 
     def permute(self, *dims: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        order = tuple(self._axis(d) for d in _shape_arg(dims))
-        if sorted(order) != list(range(me.ndim)):
-            raise ValueError(f"permute: {tuple(_shape_arg(dims))} is not a permutation of the {me.ndim} dims")
-        return me if order == tuple(range(me.ndim)) else self._view(Op.PERMUTE, order)
+        ndim = len(me.node.shape)
+        order = tuple(normalize_axis(d, ndim) for d in _shape_arg(dims))
+        identity = tuple(range(ndim))
+        if order == identity:
+            return me
+        if sorted(order) != list(identity):
+            raise ValueError(f"permute: {tuple(_shape_arg(dims))} is not a permutation of the {ndim} dims")
+        return self._view(Op.PERMUTE, order)
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
@@ -117,6 +125,8 @@ class MovementMixin:
     def expand(self, *shape: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
         new = _shape_arg(shape)
+        if new == me.node.shape:
+            return me
         if len(new) < me.ndim:
             raise ValueError(f"expand: the target {tuple(new)} has fewer dims than the tensor's shape {me.shape}")
         src = (1,) * (len(new) - me.ndim) + me.shape
@@ -163,12 +173,16 @@ class MovementMixin:
 
     def shrink(self, bounds: Sequence[tuple[int, int] | None]) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
-        bounds = list(bounds) + [None] * (me.ndim - len(bounds))
-        arg = tuple((0, s) if b is None else (int(b[0]), int(b[1])) for b, s in zip(bounds, me.shape))
-        for (lo, hi), s in zip(arg, me.shape):
+        shape = me.node.shape
+        arg = tuple((0, s) if b is None else (int(b[0]), int(b[1])) for b, s in zip(bounds, shape))
+        if len(arg) < len(shape):
+            arg += tuple((0, s) for s in shape[len(arg) :])
+        whole = True
+        for (lo, hi), s in zip(arg, shape):
             if not 0 <= lo <= hi <= s:
-                raise IndexError(f"shrink: bounds {arg} are outside shape {me.shape}")
-        return me if all(b == (0, s) for b, s in zip(arg, me.shape)) else self._view(Op.SHRINK, arg)
+                raise IndexError(f"shrink: bounds {arg} are outside shape {shape}")
+            whole = whole and lo == 0 and hi == s
+        return me if whole else self._view(Op.SHRINK, arg)
 
     def flip(self, *dims: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
@@ -183,9 +197,10 @@ class MovementMixin:
         pairs = _pad_pairs(pad, me.ndim)
         if mode != "constant":
             return _pad_mode(me, pairs, mode)
-        crop = tuple((max(-b, 0), s - max(-a, 0)) for (b, a), s in zip(pairs, me.shape))
-        base = me.shrink(crop) if any(b < 0 or a < 0 for b, a in pairs) else me
-        widths = tuple((max(b, 0), max(a, 0)) for b, a in pairs)
+        base, widths = me, tuple(pairs)
+        if any(b < 0 or a < 0 for b, a in pairs):
+            base = me.shrink(tuple((max(-b, 0), s - max(-a, 0)) for (b, a), s in zip(pairs, me.shape)))
+            widths = tuple((max(b, 0), max(a, 0)) for b, a in pairs)
         if not any(b or a for b, a in widths):
             return base
         out = base._view(Op.PAD, widths)
@@ -355,7 +370,7 @@ def _bool():
 
 def _pad_pairs(pad: Sequence[Any], ndim: int) -> list[tuple[int, int]]:
     pad = list(pad)
-    if pad and all(isinstance(p, Sequence) or p is None for p in pad):
+    if pad and all(type(p) is tuple or p is None or isinstance(p, Sequence) for p in pad):  # (tuple: the usual)
         if len(pad) != ndim:
             raise ValueError(f"pad: {len(pad)} (before, after) pairs given for a {ndim}-d tensor")
         return [(0, 0) if p is None else (int(p[0]), int(p[1])) for p in pad]

@@ -9,15 +9,13 @@ from __future__ import annotations
 import weakref
 
 from ..device.buffer import Buffer
-from ..ir.node import Node
+from ..ir.node import Node, WeakNodeTable, toposort, weak_key
 from ..ir.ops import Op
-from .materialize import device_of
 
 # nodes realized earlier, so a graph that still refers to them reads their buffer instead of recomputing;
-# each entry remembers the versions of the buffers it read, and is void once any of them is overwritten
-_realized: weakref.WeakKeyDictionary[Node, tuple[Node | weakref.ref, tuple[tuple[Buffer, int], ...]]] = (
-    weakref.WeakKeyDictionary()
-)
+# each entry remembers the versions of the buffers it read, and is void once any of them is overwritten.
+# node -> (its view, or a weakref to it; the versions), asked of every node of every graph realized
+_realized = WeakNodeTable()
 
 
 def buffer_view(buf_node: Node, shape: tuple[int, ...]) -> Node:
@@ -26,16 +24,16 @@ def buffer_view(buf_node: Node, shape: tuple[int, ...]) -> Node:
 
 def realized_as(node: Node) -> Node | None:
     """The BUFFER view that holds ``node``'s value, if it was realized and its inputs are unchanged since."""
-    hit = _realized.get(node)
+    hit = _realized.get(weak_key(node))
     if hit is None:
         return None
     view, versions = hit
     if isinstance(view, weakref.ref):
         view = view()
     if view is None or any(buf.version != v for buf, v in versions):
-        del _realized[node]
+        _realized.pop(weak_key(node), None)
         return None
-    if device_of(view) != device_of(node):  # equal graphs on two devices: each device keeps its own value
+    if view.device != node.device:  # equal graphs on two devices: each device keeps its own value
         return None
     return view
 
@@ -44,13 +42,36 @@ def record_realized(node: Node, view: Node, versions: tuple[tuple[Buffer, int], 
     """Remember that ``node``'s value is in ``view`` (held weakly with ``weak``: the record lasts while it lives).
     A graph of no device (a Variable's expression) is not remembered: which device's buffer would stand for it
     depends on the graph that reads it."""
-    if device_of(node):
-        _realized[node] = (weakref.ref(view) if weak else view, versions)
+    if node.device:
+        _realized.put(node, (weakref.ref(view) if weak else view, versions))
 
 
-def input_versions(node: Node) -> tuple[tuple[Buffer, int], ...]:
-    """The buffers a graph reads, with their versions now."""
-    return tuple((x.arg, x.arg.version) for x in node.toposort() if x.op is Op.BUFFER)
+def input_versions(nodes: list[Node]) -> list[tuple[tuple[Buffer, int], ...]]:
+    """The buffers each graph of ``nodes`` reads, with their versions now. One walk for all of them: graphs
+    realized together share most of their nodes (a loss and its gradients), so each node gets a bit mask of the
+    buffers below it, the union of its sources' masks."""
+    if len(nodes) == 1:
+        return [tuple((x.arg, x.arg.version) for x in toposort(nodes[0]) if x.op is Op.BUFFER)]
+    below: dict[Node, int] = {}
+    buffers: list[Buffer] = []
+    for n in toposort(nodes):
+        if n.op is Op.BUFFER:
+            below[n] = 1 << len(buffers)
+            buffers.append(n.arg)
+            continue
+        mask = 0
+        for s in n.src:
+            mask |= below[s]
+        below[n] = mask
+    found = []
+    for n in nodes:
+        mask, reads = below[n], []
+        while mask:  # the set bits, lowest first
+            buf = buffers[(mask & -mask).bit_length() - 1]
+            reads.append((buf, buf.version))
+            mask &= mask - 1
+        found.append(tuple(reads))
+    return found
 
 
 def bump_version(buf: Buffer) -> None:

@@ -388,6 +388,27 @@ def test_movement_errors():
         boltgrad.cat([x, Tensor(np.zeros((2, 3), np.float32))])
 
 
+def test_views_that_change_nothing_are_the_tensor_itself():
+    x = Tensor(ARANGE_234)
+    same = [x.reshape(2, 3, 4), x.reshape(2, -1, 4), x.expand(2, 3, 4), x.expand(-1, 3, -1), x.permute(0, 1, 2),
+            x.permute(-3, -2, -1), x.shrink(((0, 2), None, (0, 4))), x.pad(((0, 0),) * 3), x.cast(x.dtype)]  # fmt: skip
+    assert all(y is x for y in same)
+
+
+def test_reshape_errors_name_the_sizes():
+    x = Tensor(ARANGE_234)
+    with pytest.raises(TypeError, match=r"sizes must be ints, got \[True, 24\]"):
+        x.reshape(True, 24)
+    with pytest.raises(ValueError, match="only one dimension can be -1"):
+        x.reshape(-1, -1)
+    with pytest.raises(ValueError, match=r"shape '\[5, 5\]' is invalid for input of size 24"):
+        x.reshape(5, 5)
+    with pytest.raises(ValueError, match=r"shape '\[-1, 7\]' is invalid for input of size 24"):
+        x.reshape(-1, 7)
+    with pytest.raises(ValueError, match=r"shape '\[-2, -12\]' is invalid for input of size 24"):
+        x.reshape(-2, -12)
+
+
 def test_movement_is_lazy_views():
     """Movement ops on a realized tensor compile nothing until their value is read."""
     x = Tensor(ARANGE_234)
