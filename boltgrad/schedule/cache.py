@@ -77,7 +77,8 @@ def structure(targets: list[Node]) -> Structure | None:
             arg = None
         else:
             arg = _arg_key(n.arg)
-        parts.append((op, n.dtype, arg, tuple(map(index.__getitem__, n.src))))
+        # the op's number and the dtype's name: unique, with C-level hashes (an Enum's and a dataclass's are Python)
+        parts.append((op._value_, n.dtype.name, arg, tuple(map(index.__getitem__, n.src))))
     key = (Device_.DEFAULT, tuple(index[t] for t in targets), tuple(parts))
     return Structure(key, nodes, inputs, binds)
 
