@@ -35,7 +35,7 @@ REMOTE_LINK_VAR = EnvVar("BOLT_REMOTE_LINK", "", "model a slower link on the cli
 SEARCH_VAR = EnvVar("BOLT_SEARCH", "0", "beam width of the kernel search timed on the device (0: the heuristic only)")
 NVRTC_VAR = EnvVar("BOLT_NVRTC", "", "the NVRTC library of the CUDA device; default: found in wheels or CUDA_HOME")
 CUDA_HOME_VAR = EnvVar("CUDA_HOME", "", "a CUDA toolkit's folder: one place the CUDA device looks for NVRTC")
-SCHEDULE_CACHE_VAR = EnvVar("BOLT_SCHEDULE_CACHE", "1", "1: a graph shaped like one scheduled before reuses its schedule")
+SCHEDULE_CACHE_VAR = EnvVar("BOLT_SCHEDULE_CACHE", "1", "1: a graph shaped like an earlier one reuses its schedule")
 CUDA_GRAPHS_VAR = EnvVar("BOLT_CUDA_GRAPHS", "1", "1: CUDA replays a jitted step as a CUDA graph; 0: launch by launch")
 
 ALL_VARS = (DEBUG_VAR, DEVICE_VAR, CACHE_DIR_VAR, CC_VAR, CFLAGS_VAR, THREADS_VAR, XDG_CACHE_VAR, REMOTE_TOKEN_VAR,
