@@ -34,27 +34,10 @@ def as_contiguous_buffer(n: Node) -> Node | None:
 
 
 def device_of(n: Node) -> str:
-    """The device a graph computes on: that of its buffers and constants; a COPY names its target device. "" for a
-    graph of Variables and constants of no device, which computes wherever the graph that reads it does."""
-    x = n
-    while x.src and x.op is not Op.COPY:  # usually the first sources lead to a buffer or a constant's device
-        x = x.src[0]
-    if x.op is Op.BUFFER:
-        return x.arg.device
-    if x.op in (Op.COPY, Op.DEVICE) and x.arg:
-        return x.arg
-    stack, seen = [n], set()
-    while stack:
-        x = stack.pop()
-        if x.op is Op.BUFFER:
-            return x.arg.device
-        if x.op in (Op.COPY, Op.DEVICE) and x.arg:
-            return x.arg
-        for s in x.src:
-            if s not in seen:
-                seen.add(s)
-                stack.append(s)
-    return ""
+    """The device a graph computes on (``Node.device``: that of its buffers and constants; a COPY names its target
+    device). "" for a graph of Variables and constants of no device, which computes wherever the graph that reads
+    it does."""
+    return n.device
 
 
 def materialized(targets: list[Node], nodes: list[Node]) -> set[Node]:
