@@ -10,7 +10,6 @@ new counter values.
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,23 +42,7 @@ def manual_seed(seed: int) -> None:
 def const_node(value: Any, dtype: DType, device: str) -> Node:
     """A scalar constant living on ``device`` (shape ()); on no device with ``device=""`` (beside a Variable: the
     kernel that reads it decides where it is computed)."""
-    return Node(Op.CONST, dtype, (Node(Op.DEVICE, dtype, (), device),), _cast_scalar(value, dtype))
-
-
-_FLOAT32 = struct.Struct("f")
-_INT64_RANGE = range(-(2**63), 2**63)
-
-
-def _cast_scalar(value: Any, dtype: DType) -> Any:
-    """``dtypes.cast_scalar``, with the usual cases first (every scalar operand of an op is a constant)."""
-    if dtype is dtypes.float32 and type(value) is float and math.isfinite(value):
-        try:
-            return _FLOAT32.unpack(_FLOAT32.pack(value))[0]  # rounded to the nearest float32
-        except OverflowError:
-            pass
-    elif dtype is dtypes.int64 and type(value) is int and value in _INT64_RANGE:
-        return value
-    return dtypes.cast_scalar(value, dtype)
+    return Node(Op.CONST, dtype, (Node(Op.DEVICE, dtype, (), device),), dtypes.cast_scalar(value, dtype))
 
 
 def arange_node(n: int, dtype: DType, device: str) -> Node:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .autograd import is_grad_enabled, reduce_gradient, with_gradient
+from .codegen.lower import PACK
 from .device.registry import get_device
 from .helpers import prod
 from .ir import dtypes
@@ -268,9 +269,6 @@ class ReduceMixin:
         if me.ndim != 1 or other.ndim != 1:
             raise ValueError(f"dot: expected 1-d tensors, got shapes {me.shape} and {other.shape}")
         return self.matmul(other)
-
-
-PACK = 16  # the CPU register tile's columns (codegen/lower.py): a packed right operand is (N/16, K, 16)
 
 
 def _packed_columns(b: Tensor, rows: int) -> Tensor:

@@ -51,6 +51,7 @@ PYTHON_GPU device checks as it runs the same programs with GPU semantics.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -110,6 +111,7 @@ GPU_TARGETS = {"cuda": CUDA_TARGET, "python_gpu": EMULATED_TARGET}
 MMA_MIN_ARCH = 80  # mma.sync m16n8k16 on float16 and bfloat16 needs sm_80
 
 
+@functools.cache  # asked per kernel root when scheduling: the older GPU's target is made once
 def gpu_target(renderer: str, arch: int | None = None) -> GPUTarget | None:
     """The target a device with this renderer lowers for (None: not a GPU). ``arch`` is a CUDA device's compute
     capability as 10 * major + minor: before sm_80 its float16 matmuls keep the FMA tiles."""

@@ -377,7 +377,7 @@ def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[t
     return out
 
 
-PACK = 16  # columns of a packed operand's strip (``Tensor.matmul``'s packed right operand: (N/16, K, 16))
+PACK = 16  # the register tile's columns, so a packed operand's strips (``Tensor.matmul``: (N/16, K, 16))
 
 
 def _split_load_terms(store: Node, nodes: list[Node], inner: Node) -> tuple[list[dict[Node, int]], Node, set[Node]]:

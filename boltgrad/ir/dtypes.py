@@ -142,8 +142,21 @@ def python_type(dtype: DType) -> type:
     return float if dtype.is_float else bool if dtype == bool_ else int
 
 
+_FLOAT32 = struct.Struct("f")
+_INT64_RANGE = range(-(2**63), 2**63)
+
+
 def cast_scalar(value: object, dtype: DType) -> bool | int | float:
     """Convert a Python scalar as a store to ``dtype`` would: ints wrap, floats truncate toward zero."""
+    # the usual cases first, by identity (DType's == is a Python function): every scalar operand of a tensor op
+    # becomes a constant through here
+    if dtype is float32 and type(value) is float and math.isfinite(value):
+        try:
+            return _FLOAT32.unpack(_FLOAT32.pack(value))[0]  # rounded to the nearest float32
+        except OverflowError:
+            pass
+    elif dtype is int64 and type(value) is int and value in _INT64_RANGE:
+        return value
     if dtype == bool_:
         return bool(value)
     if dtype.is_float:

@@ -93,7 +93,9 @@ def lookup(shape: Structure) -> Template | None:
     return template
 
 
-def store(shape: Structure, targets: list[Node], sched: Schedule, order: list[Node], buffers: dict[Node, Buffer]):
+def store(
+    shape: Structure, targets: list[Node], sched: Schedule, order: list[Node], buffers: dict[Node, Buffer]
+) -> None:
     """Keep ``sched``, the schedule of a graph of structure ``shape``, as the template for that structure;
     ``order`` has the node each item computes and ``buffers`` the buffer each one writes."""
     template = Template.of(shape, targets, sched, order, buffers)
