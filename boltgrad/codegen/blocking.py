@@ -41,7 +41,8 @@ class KernelOpts:
 
     rows, cols: outputs per loop along the second-innermost and innermost output dims (the register tile);
     k_block: the reduce's block length (0: no blocking); col_block: output columns per block (0: none);
-    contract: let the C compiler fuse a * b + c (faster, but no longer bit-equal to the PYTHON device).
+    contract: let the C compiler fuse any a * b + c (sums of products are fused anyway, explicitly; this adds
+    the epilogue's and the body's: no longer bit-equal to the PYTHON device).
     """
 
     rows: int | None = None

@@ -130,9 +130,11 @@ def lower_for_gpu(ast: Node, target: GPUTarget, name: str = "kernel") -> LinearP
     params = [declared[i] for i in range(max(declared) + 1)]
     mapper = _Mapper(store, ranges, target, lw.next_range)
     if prod(mapper.extents) == 0:
-        return linearize(LoweredKernel(store, ranges, 0, 1, params), name)
+        return linearize(LoweredKernel(store, ranges, 0, 1, params), name, fuse_mul_add=False)
     mapped, grid, block = mapper.map()
-    lin = linearize(LoweredKernel(mapped, mapper.loops, grid * block, 1, params), name)
+    # sums of products stay ACC_UPDATE(ADD, MUL): the tensor-core matcher looks for them, and the CUDA renderer
+    # lets a product that only feeds a sum fuse into it (render/cuda.py, _summands)
+    lin = linearize(LoweredKernel(mapped, mapper.loops, grid * block, 1, params), name, fuse_mul_add=False)
     lin.global_range = None  # loops a thread runs (a row kernel's columns) are not split across CPU threads
     lin.meta["gpu"] = (grid, block)
     if mapper.blocks_per_sm:

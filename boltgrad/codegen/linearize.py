@@ -12,6 +12,11 @@ before its loops, updated inside them and read after them:
     ENDRANGE r
     ACC_READ       (the reduced value)
 
+A float32 sum of products (matmul, convolution, dot products) accumulates with fused multiply-adds:
+``ACC_UPDATE(acc, a, b)`` with arg ``MULACC`` is ``acc = fma(a, b, acc)``, one rounding per step. That is what
+BLAS libraries compute, and it is a single instruction where a multiply then an add are two, each rounded.
+The fusion is explicit in the program, so a C compiler and the PYTHON device compute the same bits.
+
 The instruction list is what renderers print and what the PYTHON device interprets.
 """
 
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir.dtypes import DType, int64
+from ..ir.dtypes import DType, float32, int64
 from ..ir.node import Node, const, toposort
 from ..ir.ops import Op
 from .blocking import reduce_parts
@@ -38,7 +43,8 @@ class LinearProgram:
     meta: dict = field(default_factory=dict)
 
 
-def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
+def linearize(kernel: LoweredKernel, name: str = "kernel", fuse_mul_add: bool = True) -> LinearProgram:
+    """fuse_mul_add: float32 sums of products accumulate with fused multiply-adds (see the module doc)."""
     store = kernel.store
     # 1. REDUCE -> ACC / ACC_UPDATE / ACC_READ, innermost reduces first
     memo: dict[Node, Node] = {}
@@ -50,7 +56,10 @@ def linearize(kernel: LoweredKernel, name: str = "kernel") -> LinearProgram:
             body = memo[n.src[0]]
             start = memo[init] if init is not None else const(reduce_identity(n.arg, n.dtype), n.dtype)
             acc = Node(Op.ACC, n.dtype, (start,), (len(reduces), n.arg))
-            update = Node(Op.ACC_UPDATE, n.dtype, (acc, body), n.arg)
+            if fuse_mul_add and n.arg is Op.ADD and n.dtype == float32 and body.op is Op.MUL and body.dtype == float32:
+                update = Node(Op.ACC_UPDATE, n.dtype, (acc, *body.src), Op.MULACC)
+            else:
+                update = Node(Op.ACC_UPDATE, n.dtype, (acc, body), n.arg)
             reduces[acc] = (ranges, update)
             memo[n] = Node(Op.ACC_READ, n.dtype, (acc,))
         else:

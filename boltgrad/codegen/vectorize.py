@@ -57,7 +57,8 @@ class Pack:
     positions a causal mask compares), "load" (consecutive addresses), "mload" (consecutive addresses,
     each lane read only where its mask is set), "gather" (built from scalar
     lanes), "alu" (a lane-wise op on packed sources), "acc" (vector accumulator), "update" (its update inside
-    the loops), "read" (its value after them), "store" (consecutive addresses).
+    the loops: srcs (acc, value), or (acc, a, b) for a fused multiply-add), "read" (its value after them),
+    "store" (consecutive addresses).
     """
 
     kind: str
@@ -149,17 +150,18 @@ class _Packer:
         if len({a.arg[1] for a in accs}) != 1:
             return False
         updates = tuple(self.update_of[a] for a in accs)
-        if len({self.scope[u] for u in updates}) != 1:
+        if len({self.scope[u] for u in updates}) != 1 or len({(u.arg, len(u.src)) for u in updates}) != 1:
             return False
-        body = self.pack(tuple(u.src[1] for u in updates))
-        if body.dtype != float32 or not _has_vector_load(body):
+        # the update's operands: the value added, or the two factors of a fused multiply-add
+        operands = tuple(self.pack(tuple(u.src[k] for u in updates)) for k in range(1, len(updates[0].src)))
+        if any(p.dtype != float32 for p in operands) or not any(_has_vector_load(p) for p in operands):
             return False
         # a blocked reduce continues from values read back (one per lane): a vector load before the loops
         init = self.pack(tuple(a.src[0] for a in accs))
         if init.dtype != float32 or init.kind not in ("splat", "load") or init.anchor > min(self.pos[a] for a in accs):
             return False
         acc = Pack("acc", accs, float32, (init,) if init.kind != "splat" else (), anchor=max(self.pos[a] for a in accs))
-        update = Pack("update", updates, float32, (acc, body), anchor=max(self.pos[u] for u in updates))
+        update = Pack("update", updates, float32, (acc, *operands), anchor=max(self.pos[u] for u in updates))
         self.acc_packs[accs] = acc
         self.roots += [acc, update]
         return True

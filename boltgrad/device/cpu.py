@@ -55,11 +55,12 @@ def native_cpu_flags() -> list[str]:
     return []  # an unknown target: portable code beats a compiler that rejects the flag
 
 
-# -O2 without -ffast-math: NaN and inf must behave as IEEE says. -fno-math-errno lets sqrt and friends inline;
-# -ffp-contract=off keeps a*b+c two roundings, as numpy and PyTorch compute it.
+# -O2 without -ffast-math: NaN and inf must behave as IEEE says. -fno-math-errno lets sqrt and friends inline.
 # -O3 -fno-trapping-math: lets the vectoriser if-convert branches (our exp2/log2, bounds guards); we never read
-# floating point exception flags. -ffp-contract=off: no fused multiply-add, so results match the PYTHON device
-# and numpy. -fwrapv: integer overflow wraps, the semantics the renderers promise.
+# floating point exception flags. -ffp-contract=off: the compiler fuses no a*b+c on its own, so results match
+# the PYTHON device; the fused multiply-adds of sums of products are explicit in the source (fmaf and its vector
+# form, see codegen/linearize.py), where the PYTHON device fuses them too. -fwrapv: integer overflow wraps, the
+# semantics the renderers promise.
 KERNEL_FLAGS = (
     "-O3",
     *native_cpu_flags(),

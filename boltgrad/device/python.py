@@ -158,7 +158,11 @@ class PythonProgram:
                 values[n] = self._value(n.src[0], values)
             elif op is Op.ACC_UPDATE:
                 acc = n.src[0]
-                values[acc] = eval_alu(n.arg, n.dtype, [values[acc], self._value(n.src[1], values)])
+                if n.arg is Op.MULACC:  # acc = fma(a, b, acc)
+                    ab = [self._value(n.src[1], values), self._value(n.src[2], values)]
+                    values[acc] = eval_alu(Op.MULACC, n.dtype, [*ab, values[acc]])
+                else:
+                    values[acc] = eval_alu(n.arg, n.dtype, [values[acc], self._value(n.src[1], values)])
             elif op is Op.ACC_READ:
                 values[n] = values[n.src[0]]
             elif op is Op.BITCAST:

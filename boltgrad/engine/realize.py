@@ -311,7 +311,7 @@ def _flop_count(lin: LinearProgram) -> int:
         elif n.op is Op.ENDRANGE:
             trips //= max(stack.pop(), 1)
         elif (n.op in ALU and n.dtype.is_float) or n.op is Op.ACC_UPDATE:
-            total += trips
+            total += trips * (2 if n.op is Op.MULACC or n.arg is Op.MULACC else 1)
     return total * (lin.outer_size if "gpu" in lin.meta else 1)  # a GPU program's instructions are per thread
 
 

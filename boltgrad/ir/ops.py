@@ -36,7 +36,7 @@ class Op(Enum):
     SHR = auto()
     # ternary
     WHERE = auto()  # src = (cond, a, b)
-    MULACC = auto()  # src = (a, b, c): a * b + c
+    MULACC = auto()  # src = (a, b, c): a * b + c rounded once (a fused multiply-add)
     # reduction: arg = (Op.ADD | Op.MAX | Op.MUL, axes)
     REDUCE = auto()
     # movement (views): arg is the new shape / order / widths / bounds / flipped axes
@@ -69,7 +69,8 @@ class Op(Enum):
     LOAD = auto()  # src = (param, index) or (param, index, valid): 0 where not valid
     STORE = auto()  # src = (param, index, value)
     ACC = auto()  # arg = (acc id, reduce op); src = (init, *ranges it loops over)
-    ACC_UPDATE = auto()  # src = (acc, value): acc = acc <op> value, inside the loops of the acc
+    ACC_UPDATE = auto()  # src = (acc, value): acc = acc <op> value, inside the loops of the acc; with arg MULACC,
+    # src = (acc, a, b): acc = fma(a, b, acc)
     ACC_READ = auto()  # src = (acc,): the accumulated value after its loops close
     ENDRANGE = auto()  # src = (range,)
     FDIV = auto()  # a / b for floats

@@ -12,9 +12,11 @@ provably non-negative, where truncation and floor agree.
 from __future__ import annotations
 
 import math
+import struct
 import weakref
+from fractions import Fraction
 
-from .dtypes import DType, bool_, cast_scalar
+from .dtypes import DType, bool_, cast_scalar, float32, float64
 from .node import Node, const
 from .ops import ALU, Op
 from .rewrite import Pat, PatternMatcher, graph_rewrite
@@ -297,7 +299,7 @@ def eval_alu(op: Op, dtype: DType, vals: list) -> bool | int | float:
     elif op is Op.SHR:
         r = a >> vals[1]
     elif op is Op.MULACC:
-        r = a * vals[1] + vals[2]
+        r = fused_multiply_add(a, vals[1], vals[2], dtype) if dtype.is_float else a * vals[1] + vals[2]
     elif op is Op.RECIP:
         r = 1.0 / a if a != 0 else math.copysign(math.inf, a)
     elif op is Op.FDIV:
@@ -319,6 +321,27 @@ def eval_alu(op: Op, dtype: DType, vals: list) -> bool | int | float:
     else:
         raise ValueError(f"cannot evaluate {op}")
     return cast_scalar(r, dtype)
+
+
+def fused_multiply_add(a: float, b: float, c: float, dtype: DType) -> float:
+    """C's ``fmaf(a, b, c)`` (``fma`` for float64): a * b + c rounded once. 16-bit floats are computed in float32
+    and then rounded, as the renderers compute them.
+
+    float32: a * b is exact in a double (24 + 24 bits), and so is the rounding error of adding c (TwoSum). The
+    double sum rounded to odd (where it is inexact, the neighbour whose last bit is 1) then rounds to float32
+    exactly as the exact sum would: a double has more than 24 + 2 bits."""
+    if dtype == float64:
+        if not all(math.isfinite(v) for v in (a, b, c)):
+            return a * b + c
+        return float(Fraction(a) * Fraction(b) + Fraction(c))
+    p = a * b
+    s = p + c
+    if math.isfinite(s):
+        t = s - p
+        err = (p - (s - t)) + (c - t)
+        if err != 0 and not struct.unpack("<q", struct.pack("<d", s))[0] & 1:
+            s = math.nextafter(s, math.inf if err > 0 else -math.inf)
+    return cast_scalar(cast_scalar(s, float32), dtype)
 
 
 def _c_idiv(a: int, b: int) -> int:

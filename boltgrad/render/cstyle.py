@@ -36,6 +36,7 @@ class CStyleRenderer:
     storage_types = {"float16": "half_t", "bfloat16": "uint16_t"}
     math_float = {Op.EXP2: "bolt_exp2f", Op.LOG2: "bolt_log2f", Op.SIN: "sinf", Op.SQRT: "sqrtf", Op.TRUNC: "truncf"}
     math_double = {Op.EXP2: "exp2", Op.LOG2: "log2", Op.SIN: "sin", Op.SQRT: "sqrt", Op.TRUNC: "trunc"}
+    fma_float, fma_double = "__builtin_fmaf", "__builtin_fma"  # MULACC: a * b + c rounded once
     infix = {
         Op.ADD: "+",
         Op.MUL: "*",
@@ -123,8 +124,11 @@ class CStyleRenderer:
             return f"(({self.ctype(dt)}){fn}((int64_t)({a[0]}), (int64_t)({a[1]})))"
         if op is Op.WHERE:
             return f"({a[0]} ? {a[1]} : {a[2]})"
+        if op is Op.MULACC and dt.is_float:  # one rounding; 16-bit floats fused in float32, then rounded
+            fn = self.fma_double if dt == float64 else self.fma_float
+            return self.round_to(f"{fn}({a[0]}, {a[1]}, {a[2]})", dt)
         if op is Op.MULACC:
-            return self.round_to(f"({a[0]} * {a[1]} + {a[2]})", dt)
+            return f"({a[0]} * {a[1]} + {a[2]})"
         if op is Op.CAST:
             if dt == bool_:
                 return f"({a[0]} != 0)"
@@ -289,6 +293,10 @@ class _KernelWriter:
             if n.arg is Op.MAX and n.dtype.is_float:
                 self.float_max(ref(acc), ref(acc), ref(n.src[1]), n.dtype)
                 return
+            if n.arg is Op.MULACC:  # acc = fma(a, b, acc)
+                fused = Node(Op.MULACC, n.dtype, (n.src[1], n.src[2], acc))
+                self.emit(f"{ref(acc)} = {r.alu(fused, [ref(n.src[1]), ref(n.src[2]), ref(acc)])};")
+                return
             combined = r.alu(Node(n.arg, n.dtype, (acc, n.src[1])), [ref(acc), ref(n.src[1])])
             self.emit(f"{ref(acc)} = {combined};")
         elif op is Op.ACC_READ:
@@ -340,6 +348,10 @@ class _KernelWriter:
         if p.kind == "store":
             ptr, index = self.ref(first.src[0]), self.ref(first.src[1])
             self.emit(f"bolt_store_f32x{p.width}({ptr} + {index}, {self.vexpr(p.srcs[0])});")
+            return
+        if p.kind == "update" and first.arg is Op.MULACC:  # acc = fma(a, b, acc)
+            acc, a, b = p.srcs
+            self.emit(f"{acc.name} = bolt_fma_f32x{p.width}({self.vexpr(a)}, {self.vexpr(b)}, {acc.name});")
             return
         if p.kind == "update":
             acc, body = p.srcs
@@ -395,6 +407,7 @@ def _vector_helpers(widths: tuple[int, ...]) -> str:
         ]
     out.append(_MASKED_LOADS)
     out.append(_WIDENING_LOADS)
+    out += [_VECTOR_FMA.replace("{W}", str(w)) for w in widths]
     out += [_VECTOR_MATH.replace("{W}", str(w)) for w in widths]
     return "\n".join(out)
 
@@ -407,6 +420,8 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_u8x8(p) ((bolt_i32x8)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i8x8(p) ((bolt_i32x8)_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i16x8(p) ((bolt_i32x8)_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define BOLT_FMADD_8 _mm256_fmadd_ps
+#define BOLT_FMADD_4 _mm_fmadd_ps
 #define bolt_widen_bf16x8(p) \\
   ((bolt_f32x8)(((bolt_i32x8)_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p)))) << 16))
 #else
@@ -436,6 +451,19 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_generic(small, wide, p) \\
   ({ small bolt_v_; __builtin_memcpy(&bolt_v_, (p), sizeof bolt_v_); __builtin_convertvector(bolt_v_, wide); })
 """
+
+# fma lane by lane, each lane's result C's fmaf's: one instruction where the CPU has it (x86 FMA3, which
+# -march=native enables), else a loop the compiler may vectorise
+_VECTOR_FMA = """#if defined(__AVX2__) && defined(__FMA__) && ({W} == 8 || {W} == 4)
+#define bolt_fma_f32x{W}(a, b, c) ((bolt_f32x{W})BOLT_FMADD_{W}((a), (b), (c)))
+#else
+static inline __attribute__((always_inline))
+bolt_f32x{W} bolt_fma_f32x{W}(bolt_f32x{W} a, bolt_f32x{W} b, bolt_f32x{W} c) {
+  bolt_f32x{W} r;
+  for (int k = 0; k < {W}; k++) r[k] = __builtin_fmaf(a[k], b[k], c[k]);
+  return r;
+}
+#endif"""
 
 # bolt_exp2f and bolt_log2f (see C_PREAMBLE) lane by lane: the same operations in the same order on every lane,
 # branches as selects, floorf as a truncation corrected downwards (exact on the clamped range), so each lane's
@@ -569,7 +597,7 @@ static inline float bolt_log2f(float x) {
   r = (x < 0.0f || x != x) ? NAN : r;
   return x == INFINITY ? INFINITY : r;
 }
-/* a kernel the search compiled with fused multiply-adds (the default keeps a * b + c two roundings) */
+/* a kernel the search compiled with every a * b + c fused (by default only sums of products are, explicitly) */
 #if defined(__clang__)
 #define BOLT_CONTRACT
 #define BOLT_CONTRACT_BODY _Pragma("clang fp contract(fast)")

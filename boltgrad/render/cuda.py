@@ -91,6 +91,7 @@ class CUDARenderer(CStyleRenderer):
     types = {**CStyleRenderer.types, "bool": "bool"}
     storage_types = {"float16": "uint16_t", "bfloat16": "uint16_t"}
     math_float = {Op.EXP2: "exp2f", Op.LOG2: "log2f", Op.SIN: "sinf", Op.SQRT: "sqrtf", Op.TRUNC: "truncf"}
+    fma_float, fma_double = "fmaf", "fma"
     preamble = CUDA_PREAMBLE
 
     def render_kernel(self, prog: LinearProgram, name: str) -> str:
