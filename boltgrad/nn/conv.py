@@ -107,8 +107,12 @@ def _col2im(g: Tensor, shape: tuple[int, ...], kernel: Sequence[int], stride: Se
     total: Tensor | None = None
     for ks in itertools.product(*(range(k) for k in kernel)):
         piece = g.shrink([None, None] + [(k, k + 1) for k in ks] + [None] * nd).reshape(g.shape[:2] + out)
-        for j in range(nd):
-            piece = _place(piece, 2 + j, ks[j] * dilation[j], stride[j], shape[2 + j])
+        if all(s == 1 for s in stride):  # each window element moved by its kernel offset: one pad for all dims
+            starts = [k * d for k, d in zip(ks, dilation)]
+            piece = piece.pad([(0, 0), (0, 0)] + [(a, n - a - o) for a, n, o in zip(starts, shape[2:], out)])
+        else:
+            for j in range(nd):
+                piece = _place(piece, 2 + j, ks[j] * dilation[j], stride[j], shape[2 + j])
         total = piece if total is None else total + piece
     assert total is not None
     return total
