@@ -91,6 +91,38 @@ def test_conv2d_forward_is_one_kernel_and_backward_few():
     np.testing.assert_allclose(forward.numpy(), want.relu().numpy(), rtol=1e-5, atol=1e-5)
 
 
+def _kernel_shapes(t: Tensor) -> list[tuple[int, ...]]:
+    from boltgrad.schedule.schedule import create_schedule
+
+    return [it.ast.shape for it in create_schedule([t.node]).items if hasattr(it, "ast")]
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_conv_weight_gradient_through_strips_of_output_channels(groups):
+    """16 output channels per group and 2 x 3 x 3 = 18 window elements: the output's gradient is copied into
+    strips of 16 channels, (G, O/16, P, 16), and the weight's gradient is the windows times them (a register
+    tile), equal bit for bit on the PYTHON device; 1 x 3 x 3 = 9 elements keep the dot products."""
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal((2, 2 * groups, 6, 7)).astype(np.float32)
+    w = rng.standard_normal((16 * groups, 2, 3, 3)).astype(np.float32)
+    grads = {}
+    for device in ("CPU", "PYTHON"):
+        xt, wt = Tensor(x, device=device, requires_grad=True), Tensor(w, device=device, requires_grad=True)
+        (F.conv2d(xt, wt, padding=1, groups=groups) ** 2).sum().backward()
+        if device == "CPU":
+            assert (groups, 1, 2 * 6 * 7, 16) in _kernel_shapes(wt.grad)
+        grads[device] = (xt.grad.numpy(), wt.grad.numpy())
+    np.testing.assert_array_equal(grads["CPU"][1], grads["PYTHON"][1])
+    np.testing.assert_array_equal(grads["CPU"][0], grads["PYTHON"][0])
+    xr, wr = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    (TF.conv2d(xr, wr, padding=1, groups=groups) ** 2).sum().backward()
+    np.testing.assert_allclose(grads["CPU"][1], wr.grad.numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(grads["CPU"][0], xr.grad.numpy(), rtol=1e-4, atol=1e-3)
+    wt = Tensor(w[:, :1], requires_grad=True)
+    F.conv2d(Tensor(x[:, :groups]), wt, padding=1, groups=groups).sum().backward()
+    assert not any(len(s) == 4 and s[-1] == 16 for s in _kernel_shapes(wt.grad))
+
+
 def test_max_pool_one_kernel():
     x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)).realize()
     stats.reset()
