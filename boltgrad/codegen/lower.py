@@ -260,6 +260,8 @@ def lower_kernel(ast: Node, opts: KernelOpts | None = None) -> LoweredKernel:
     store, ranges, _ = _lower_once(ast, reduce_upcast=False)
     upcasts = _output_upcasts(store, ranges, opts)
     dot_tile = [] if upcasts else _dot_tile(store, ranges)
+    if not upcasts and not dot_tile:
+        upcasts = _divided_upcast(store, ranges)
     # a dot tile keeps one vector of partial sums per output (8 lanes), not two
     store, ranges, lw = _lower_once(ast, reduce_upcast=not upcasts, max_lanes=8 if dot_tile else 16)
     strided = bool(upcasts)
@@ -290,6 +292,32 @@ def lower_kernel(ast: Node, opts: KernelOpts | None = None) -> LoweredKernel:
     params = [declared[i] for i in range(max(declared) + 1)]
     cost = min(max(1, inner_size * reduce_work * len(stores)), 1 << 40)
     return LoweredKernel(store, ranges, outer, cost, params)
+
+
+def _divided_upcast(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
+    """An elementwise kernel that reads at its innermost index divided (``x // 2``: max pooling's or nearest
+    upsampling's gradient, the pooled value spread over its window) computes 8 or 4 neighbouring outputs per
+    loop, the most that divides the dim. The lanes that read the same pooled element then share its node (so a
+    value fused in there, a whole col2im sum, is computed once per window, not per output), the contiguous reads
+    and the stores become vector operations, and the pooled reads are gathered. The C compiler vectorises none
+    of it on its own (the division, the guarded reads). A CNN's max pooling gradient with conv2's col2im and
+    relu's mask fused in, (16, 128, 28, 28), went from 7.9 to 2.6 ms on a 2-core AVX-512 machine."""
+    if not ranges:
+        return []
+    inner = ranges[-1]
+    nodes = store.toposort()
+    if any(n.op is Op.RANGE and n.arg[1] == "reduce" for n in nodes):
+        return []
+    if not any(n.op is Op.IDIV and n.dtype == int64 and inner in n.src[0].toposort() for n in nodes):
+        return []
+    factor = next((f for f in (8, 4) if int(inner.src[0].arg) % f == 0), 1)
+    if factor > 1:
+        return [(len(ranges) - 1, factor)]
+    if len(ranges) >= 2 and int(inner.src[0].arg) % 2 == 0 and int(ranges[-2].src[0].arg) % 2 == 0:
+        # a window of 2 x 2 (14 x 14 outputs): no vector lanes, but the window's outputs still share its value
+        if any(n.op is Op.IDIV and n.dtype == int64 and ranges[-2] in n.src[0].toposort() for n in nodes):
+            return [(len(ranges) - 2, 2), (len(ranges) - 1, 2)]
+    return []
 
 
 def _clamped(index: Node, extent: int) -> Node:

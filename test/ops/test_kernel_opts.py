@@ -24,6 +24,7 @@ from boltgrad.codegen.search import beam_search, neighbours
 from boltgrad.codegen.vectorize import plan_vectors
 from boltgrad.device.base import Launch
 from boltgrad.device.registry import get_device
+from boltgrad.ir.ops import Op
 from boltgrad.render.cstyle import CRenderer
 from boltgrad.schedule.schedule import KernelItem, create_schedule
 
@@ -241,6 +242,35 @@ def test_wide_tile_with_a_short_operand_loops_over_columns_outside():
     tile = _tile_rows(16, 64)  # 8 rows on a CPU with 32 vector registers, else 4
     assert [int(r.src[0].arg) for r in lowered.ranges] == [2048 // 16, 16 // tile]
     _close(_same_on_python(lambda x, y: x @ y, a, b), a @ b, 64)
+
+
+@pytest.mark.parametrize("size, upcasts", [(16, [8]), (12, [4]), (14, [2, 2])])
+def test_pooling_gradient_computes_a_window_of_outputs_per_loop(size, upcasts):
+    """Max pooling's gradient reads the pooled gradient at x // 2: 8 or 4 neighbouring outputs per loop where
+    that divides the width, else a 2 x 2 window, so the outputs of one window share its pooled value; values
+    equal bit for bit on the PYTHON device and match torch."""
+    from boltgrad.codegen.lower import _divided_upcast, _lower_once
+
+    x, g = _arrays(size, (2, 3, size, size), (2, 3, size // 2, size // 2))
+
+    def grad(xt: Tensor, gt: Tensor) -> Tensor:
+        xt.requires_grad_(True)
+        (F.max_pool2d(xt.relu(), 2) * gt).sum().backward()
+        return xt.grad
+
+    got = _same_on_python(grad, x, g)
+    xr = torch.from_numpy(x).requires_grad_(True)
+    (torch.nn.functional.max_pool2d(xr.relu(), 2) * torch.from_numpy(g)).sum().backward()
+    np.testing.assert_allclose(got, xr.grad.numpy(), rtol=1e-6, atol=1e-6)
+    xt = Tensor(x, requires_grad=True)
+    (F.max_pool2d(xt.relu(), 2) * Tensor(g)).sum().backward()
+    chosen = []
+    for item in create_schedule([xt.grad.node]).items:
+        if hasattr(item, "ast") and item.ast.shape == x.shape:
+            factors = [f for _, f in _divided_upcast(*_lower_once(item.ast, reduce_upcast=False)[:2])]
+            store = lower_kernel(item.ast).store  # one store per output of the loop
+            chosen.append((factors, len(store.src) if store.op is Op.SINK else 1))
+    assert (upcasts, int(np.prod(upcasts))) in chosen
 
 
 def test_scalar_max_and_bool_to_float_are_selects():
