@@ -292,6 +292,13 @@ def _packed_columns(b: Tensor, rows: int) -> Tensor:
         return b
     if not transposed and (rows < 256 or rows * n * k < 1 << 27):  # row-major b: the tiles read it well below
         return b
+    return packed_strips(b)
+
+
+def packed_strips(b: Tensor) -> Tensor:
+    """b (..., K, N), N a multiple of 16, copied into strips of 16 columns, (..., N/16, K, 16), and read back
+    through a view as (..., K, N); its gradient is b's."""
+    k, n = b.shape[-2], b.shape[-1]
     lead = b.shape[:-2]
     d = len(lead)
     strips = b.reshape(*lead, k, n // PACK, PACK).permute(*range(d), d + 1, d, d + 2).contiguous()

@@ -159,8 +159,8 @@ class PythonProgram:
             elif op is Op.ACC_UPDATE:
                 acc = n.src[0]
                 if n.arg is Op.MULACC:  # acc = fma(a, b, acc)
-                    ab = [self._value(n.src[1], values), self._value(n.src[2], values)]
-                    values[acc] = eval_alu(Op.MULACC, n.dtype, [*ab, values[acc]])
+                    factors = [self._value(n.src[1], values), self._value(n.src[2], values)]
+                    values[acc] = eval_alu(Op.MULACC, n.dtype, factors + [values[acc]])
                 else:
                     values[acc] = eval_alu(n.arg, n.dtype, [values[acc], self._value(n.src[1], values)])
             elif op is Op.ACC_READ:

@@ -29,6 +29,7 @@ from ..device.registry import get_device
 from ..helpers import prod
 from ..ir import dtypes
 from ..tensor import Tensor
+from ..tensor_reduce import packed_strips
 
 IntOrTuple = int | Sequence[int]
 
@@ -112,11 +113,10 @@ def _product_grads(cols: Tensor, w: Tensor, g: Tensor) -> tuple[Tensor | None, T
     depth = cols.shape[2]
     if not _tiled_weight_grad(g, depth):  # dot products of two rows contiguous along the positions
         return d_cols, (cols * g4).sum(3, keepdim=True)
-    # g's rows copied into strips of 16 output channels, (G, O/16, P, 16), and read as (G, P, O): the weight's
-    # gradient (transposed) is then the windows (D x P) times that, a register tile of 8 x 16 over a reduce
-    # whose every step reads one broadcast per row and 64 contiguous bytes of a strip
-    strips = g.reshape((groups, channels // PACK, PACK, positions)).permute(0, 1, 3, 2).contiguous()
-    g_t = strips.permute(0, 2, 1, 3).reshape((groups, 1, positions, channels))
+    # g's rows copied into strips of 16 output channels, (G, O/16, P, 16), and read as (G, P, O) (the matmul's
+    # packing): the weight's gradient (transposed) is then the windows (D x P) times that, a register tile of
+    # 8 x 16 over a reduce whose every step reads one broadcast per row and 64 contiguous bytes of a strip
+    g_t = packed_strips(g.permute(0, 2, 1)).reshape((groups, 1, positions, channels))
     d_w = (cols.reshape((groups, depth, positions, 1)) * g_t).sum(2).contiguous()  # (G, D, O)
     return d_cols, d_w.permute(0, 2, 1).reshape(w.shape)
 
