@@ -376,23 +376,34 @@ static size_t bolt_rounded(int64_t nbytes) {
   return rounded == 0 ? 64 : rounded;
 }
 
-/* 64-byte aligned memory (a cache line, and a full AVX-512 vector); never NULL for nbytes == 0. */
-BOLT_EXPORT void *bolt_alloc(int64_t nbytes) {
+/* Blocks of at least this many bytes ask for transparent huge pages (where the OS gives them only on request):
+ * a kernel streaming 64 MB then walks 32 pages of 2 MB instead of 16384 of 4 KB, which the TLB and the
+ * prefetchers handle better (a sum of 16M floats at 2 threads: about 2.8 -> 2.0 ms). numpy does the same from 4 MB. */
+#define BOLT_HUGE_MIN ((size_t)4 << 20)
+
+static void *bolt_alloc_block(int64_t nbytes, int huge) {
   if (nbytes < 0) return NULL;
   size_t rounded = bolt_rounded(nbytes);
   if (rounded >= BOLT_MMAP_MIN) {
     void *pages = mmap(NULL, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return pages == MAP_FAILED ? NULL : pages;
+    if (pages == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (huge && rounded >= BOLT_HUGE_MIN) madvise(pages, rounded, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
+    return pages;
   }
   void *ptr = NULL;
   if (posix_memalign(&ptr, 64, rounded) != 0) return NULL;
   return ptr;
 }
 
-/* Memory that reads as zeros. A large block is fresh pages: a page never written stays out of resident memory
- * (a KV cache of the full context costs only the positions used). */
+/* 64-byte aligned memory (a cache line, and a full AVX-512 vector); never NULL for nbytes == 0. */
+BOLT_EXPORT void *bolt_alloc(int64_t nbytes) { return bolt_alloc_block(nbytes, 1); }
+
+/* Memory that reads as zeros. A large block is fresh small pages: a page never written stays out of resident
+ * memory (a KV cache of the full context costs only the positions used), which huge pages would not keep. */
 BOLT_EXPORT void *bolt_alloc_zeroed(int64_t nbytes) {
-  void *ptr = bolt_alloc(nbytes);
+  void *ptr = bolt_alloc_block(nbytes, 0);
   if (ptr != NULL && bolt_rounded(nbytes) < BOLT_MMAP_MIN) memset(ptr, 0, bolt_rounded(nbytes));
   return ptr;
 }
