@@ -291,3 +291,44 @@ def test_zeroed_memory_reads_as_zeros_and_takes_no_memory_until_written():
     clean = small.alloc_zeroed(256)
     assert bytes(small.as_host_view(clean, 256)) == bytes(256)
     small.free(clean, 256)
+
+
+
+def _huge_page_mode() -> str:
+    """'always', 'madvise' or 'never': when the OS backs anonymous memory with transparent huge pages."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled", encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return "never"
+    return text[text.index("[") + 1 : text.index("]")]
+
+
+@pytest.mark.skipif(_huge_page_mode() == "never", reason="the OS gives no transparent huge pages")
+def test_large_blocks_ask_for_huge_pages_and_zeroed_ones_do_not(device):
+    """A block of 8 MB is backed by 2 MB pages once written (fewer TLB misses for a kernel streaming it); a
+    zeroed block keeps small pages where the OS only gives huge ones on request, so what is never written
+    takes no memory."""
+
+    def huge_kb(address: int) -> int:  # of the mapping that holds the address (neighbours may have merged)
+        found, kb = False, 0
+        for line in open("/proc/self/smaps"):
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                found = lo <= address < hi
+            elif found and line.startswith("AnonHugePages:"):
+                kb = int(line.split()[1])
+        return kb
+
+    allocator, nbytes = device.allocator, 8 << 20
+    block, zeroed = allocator.alloc(nbytes), allocator.alloc_zeroed(nbytes)
+    try:
+        allocator.copyin(block, memoryview(b"\x01" * nbytes))
+        allocator.copyin(zeroed, memoryview(b"\x01" * nbytes))
+        assert huge_kb(block) >= 2048
+        if _huge_page_mode() == "madvise":
+            assert huge_kb(zeroed) == 0
+    finally:
+        allocator.free(block, nbytes)
+        allocator.free(zeroed, nbytes)
