@@ -129,7 +129,8 @@ def affine_terms(n: Node) -> tuple[dict[Node, int], int]:
 
 
 def _combine_divmod(terms: dict[Node, int]) -> dict[Node, int]:
-    """(x // c) * (c*k) + (x % c) * k  ->  x * k, applied until nothing changes."""
+    """(x // c) * (c*k) + (x % c) * k  ->  x * k, and ((x // c) % b) * (c*k) + (x % c) * k  ->  (x % (c*b)) * k
+    (a flat index taken apart into a shape's dims and put back together), applied until nothing changes."""
     changed = True
     while changed:
         changed = False
@@ -138,7 +139,18 @@ def _combine_divmod(terms: dict[Node, int]) -> dict[Node, int]:
                 continue
             x, c = t.src[0], t.src[1].arg
             div = Node(Op.IDIV, t.dtype, (x, t.src[1]))
-            if terms.get(div) == c * k and vmin(x) >= 0:
+            if vmin(x) < 0:
+                continue
+            outer = next((u for u, uk in terms.items() if uk == c * k and u.op is Op.MOD and u.src[0] is div
+                          and u.src[1].op is Op.CONST and u.src[1].arg > 0), None)  # fmt: skip
+            if outer is not None:
+                del terms[t], terms[outer]
+                wider = Node(Op.MOD, t.dtype, (x, const(c * outer.src[1].arg, t.dtype)))
+                terms[wider] = terms.get(wider, 0) + k
+                terms = {a: b for a, b in terms.items() if b != 0}
+                changed = True
+                break
+            if terms.get(div) == c * k:
                 del terms[t], terms[div]
                 for sub, sk in _terms(x)[0].items():
                     terms[sub] = terms.get(sub, 0) + sk * k

@@ -143,6 +143,21 @@ def test_divmod_recombines_with_scale_and_offset():
     assert np.array_equal(evaluate(out, grid()), evaluate(I * 24 + J * 2 + 5, grid()))
 
 
+def test_a_flat_index_taken_apart_into_three_dims_recombines():
+    """r -> (r // 1024, (r // 32) % 32, r % 32) -> back to the flat index: what a reshape of a permuted view of a
+    permuted view leaves in a load (a conv's output gradient read as (channels, positions))."""
+    r = loop(32768, 2)
+    expr = r % 32 + ((r // 32) % 32) * 32 + (r // 1024) * 1024
+    assert simplify(expr) is r
+    two = simplify(r % 32 + ((r // 32) % 32) * 32)  # two dims only: the low 1024 of the index
+    assert Op.IDIV not in ops_in(two) and simplify(two + (r // 1024) * 1024) is r
+    flat = I * 12 + J  # with a scale and an offset, and dims that do not line up with a loop
+    expr = (flat % 3) * 2 + ((flat // 3) % 2) * 6 + (flat // 6) * 12 + 1
+    out = simplify(expr)
+    assert Op.IDIV not in ops_in(out) and Op.MOD not in ops_in(out)
+    assert np.array_equal(evaluate(out, grid()), evaluate(flat * 2 + 1, grid()))
+
+
 def test_div_splits_over_an_affine_sum():
     out = simplify((I * 12 + J) // 4)
     assert out is simplify(I * 3 + J // 4)
