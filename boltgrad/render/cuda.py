@@ -22,7 +22,8 @@ from ..ir.dtypes import bfloat16, float16, float32, float64, int32, int64
 from ..ir.node import Node
 from ..ir.ops import ALU, Op
 from ..ir.symbolic import vrange
-from .cstyle import CStyleRenderer, _f2i_helpers, _KernelWriter
+from .c_source import f2i_helpers
+from .cstyle import CStyleRenderer, _KernelWriter
 
 CUDA_PREAMBLE = (
     """#ifdef __CUDACC_RTC__
@@ -82,7 +83,7 @@ BOLT_NARROW_SHUFFLE(int8_t)
 BOLT_NARROW_SHUFFLE(uint8_t)
 BOLT_NARROW_SHUFFLE(int16_t)
 """
-    + _f2i_helpers().replace("static inline", "BOLT_FN")
+    + f2i_helpers().replace("static inline", "BOLT_FN")
     + "\n\n"
 )
 
