@@ -308,14 +308,16 @@ def _divided_upcast(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:
     nodes = store.toposort()
     if any(n.op is Op.RANGE and n.arg[1] == "reduce" for n in nodes):
         return []
-    if not any(n.op is Op.IDIV and n.dtype == int64 and inner in n.src[0].toposort() for n in nodes):
+    divided = [n.src[0].toposort() for n in nodes if n.op is Op.IDIV and n.dtype == int64]
+    if not any(inner in below for below in divided):
         return []
     factor = next((f for f in (8, 4) if int(inner.src[0].arg) % f == 0), 1)
     if factor > 1:
         return [(len(ranges) - 1, factor)]
-    if len(ranges) >= 2 and int(inner.src[0].arg) % 2 == 0 and int(ranges[-2].src[0].arg) % 2 == 0:
+    rows = ranges[-2] if len(ranges) >= 2 else None
+    if rows is not None and int(inner.src[0].arg) % 2 == 0 and int(rows.src[0].arg) % 2 == 0:
         # a window of 2 x 2 (14 x 14 outputs): no vector lanes, but the window's outputs still share its value
-        if any(n.op is Op.IDIV and n.dtype == int64 and ranges[-2] in n.src[0].toposort() for n in nodes):
+        if any(rows in below for below in divided):
             return [(len(ranges) - 2, 2), (len(ranges) - 1, 2)]
     return []
 
