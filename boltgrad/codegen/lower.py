@@ -262,8 +262,8 @@ def lower_kernel(ast: Node, opts: KernelOpts | None = None) -> LoweredKernel:
     dot_tile = [] if upcasts else _dot_tile(store, ranges)
     if not upcasts and not dot_tile:
         upcasts = _divided_upcast(store, ranges)
-    # a dot tile keeps one vector of partial sums per output (8 lanes), not two
-    store, ranges, lw = _lower_once(ast, reduce_upcast=not upcasts, max_lanes=8 if dot_tile else 16)
+    # a dot tile keeps one vector of partial sums per output (8 lanes, 16 with AVX-512), not two
+    store, ranges, lw = _lower_once(ast, reduce_upcast=not upcasts, max_lanes=_vector_lanes() if dot_tile else 16)
     strided = bool(upcasts)
     upcasts = upcasts or dot_tile
     stores = [store]
@@ -394,7 +394,9 @@ def _output_upcasts(store: Node, ranges: list[Node], opts: KernelOpts) -> list[t
     if not strided and not (short and any(t.get(lane) == 1 for t in loads)):
         return []
     out = []
-    j = opts.cols if opts.cols is not None else _factor(inner.src[0].arg, (16, 8, 4, 2))
+    # two vectors per row of the tile: 16 columns, or 32 where a vector holds 16 floats (AVX-512)
+    widest = (32, 16, 8, 4, 2) if _vector_lanes() >= 16 else (16, 8, 4, 2)
+    j = opts.cols if opts.cols is not None else _factor(inner.src[0].arg, widest)
     if j > 1:
         out.append((len(ranges) - 1, j))
     if len(ranges) >= 2:
@@ -462,11 +464,16 @@ def _tile_rows(extent: int, reduce_extent: int) -> int:
 
 @functools.cache
 def _vector_registers() -> int:
-    """Vector registers the C compiler may use for 8-lane float32 values on this CPU (``-march=native``): 32 with
-    AVX-512 (ymm0-31), else 16 (AVX2's ymm0-15; ARM's 32 NEON registers hold 16 8-lane values)."""
-    from ..device.compile_cache import cpu_identity
+    from ..device.cpu_features import vector_registers
 
-    return 32 if "avx512vl" in cpu_identity() else 16
+    return vector_registers()
+
+
+def _vector_lanes() -> int:
+    """float32 lanes of this CPU's widest vector (16 with AVX-512, else 8): a register tile's row is two."""
+    from ..device.cpu_features import vector_widths
+
+    return vector_widths()[0]
 
 
 def _dot_tile(store: Node, ranges: list[Node]) -> list[tuple[int, int]]:

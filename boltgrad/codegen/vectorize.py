@@ -33,8 +33,8 @@ from ..ir.ops import Op
 from ..ir.symbolic import affine_terms, vmax, vmin
 from .linearize import LinearProgram
 
-WIDTHS = (8, 4)  # lanes per pack, widest first: 8 float32 lanes fill an AVX register (compilers split wider
-# generic vectors badly: 16 lanes on AVX2 went through the stack)
+WIDTHS = (8, 4)  # lanes per pack, widest first, unless the renderer says otherwise: 8 float32 lanes fill an AVX
+# register. A CPU device with AVX-512 gives (16, 8, 4) (``device/cpu_features.py``)
 
 # elementwise ops a pack may do lane-wise; everything else is gathered from scalar lanes
 VECTOR_FLOAT_OPS = {Op.ADD, Op.MUL, Op.FDIV, Op.NEG, Op.MAX, Op.WHERE, Op.RECIP, Op.CMPLT, Op.CMPNE, Op.CAST,
@@ -87,13 +87,15 @@ class VectorPlan:
         return bool(self.packs_after)
 
 
-def plan_vectors(prog: LinearProgram) -> VectorPlan:
-    return _Packer(prog.instructions).plan()
+def plan_vectors(prog: LinearProgram, widths: tuple[int, ...] = WIDTHS) -> VectorPlan:
+    """widths: float32 lanes per pack the renderer prints, widest first."""
+    return _Packer(prog.instructions, widths).plan()
 
 
 class _Packer:
-    def __init__(self, instructions: list[Node]):
+    def __init__(self, instructions: list[Node], widths: tuple[int, ...]):
         self.ins = instructions
+        self.widths = widths
         self.pos: dict[Node, int] = {}
         self.scope: dict[Node, tuple[Node, ...]] = {}
         stack: list[Node] = []
@@ -126,7 +128,7 @@ class _Packer:
                 runs[-1].append(n)
             elif runs[-1]:
                 runs.append([])
-        return [r for r in runs if len(r) >= min(WIDTHS)]
+        return [r for r in runs if len(r) >= min(self.widths)]
 
     def _store_runs(self) -> list[list[Node]]:
         """float32 stores, per (buffer, loop nest), in program order."""
@@ -134,12 +136,12 @@ class _Packer:
         for n in self.ins:
             if n.op is Op.STORE and n.src[2].dtype == float32:
                 runs.setdefault((n.src[0], self.scope[n]), []).append(n)
-        return [r for r in runs.values() if len(r) >= min(WIDTHS)]
+        return [r for r in runs.values() if len(r) >= min(self.widths)]
 
     def _take_runs(self, run: list[Node], attempt) -> None:
         i = 0
         while i < len(run):
-            for w in WIDTHS:
+            for w in self.widths:
                 if i + w <= len(run) and attempt(tuple(run[i : i + w])):
                     i += w
                     break

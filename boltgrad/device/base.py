@@ -117,6 +117,7 @@ class Device:
     name: str = ""
     renderer: str = ""  # which renderer writes its source: "c", "python" ("" means it runs nothing)
     arch: int | None = None  # a CUDA GPU's compute capability, 10 * major + minor (the code it may use)
+    vector_widths: tuple[int, ...] = ()  # float32 lanes per vector its C code may use, widest first (() = 8, 4)
 
     def __init__(self, name: str):
         self.name = name

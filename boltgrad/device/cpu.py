@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boltgrad import config, stats
-from boltgrad.device import compile_cache
+from boltgrad.device import compile_cache, cpu_features
 from boltgrad.device.base import CachingAllocator, Compiler, Device, Launch
 from boltgrad.errors import CompileError, DeviceUnavailable
 
@@ -382,6 +382,7 @@ class CPUDevice(Device):
         self.threads = self._runtime.init(config.cpu_threads())
         self._allocator = CPUAllocator(self._runtime)
         self._libraries: dict[str, ctypes.CDLL] = {}
+        self.vector_widths = cpu_features.vector_widths()
 
     @property
     def allocator(self) -> CPUAllocator:

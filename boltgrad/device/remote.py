@@ -41,6 +41,7 @@ from .. import config, stats
 from ..errors import CompileError, DeviceLost, DeviceUnavailable
 from ..helpers import sha256
 from ..remote import protocol as P
+from . import cpu_features
 from .base import Allocator, Compiler, Device, Launch, LaunchGraph
 from .cpu import CCompiler
 
@@ -446,6 +447,8 @@ class RemoteDevice(Device):
         self.target = Target.parse(name)
         self.link = _Link(name, self.target)
         self.renderer = self.link.renderer
+        if self.link.server_tag == P.machine_tag():  # a server of this machine's kind: its vector registers too
+            self.vector_widths = cpu_features.vector_widths()
         self._allocator = RemoteAllocator(self.link)
         self._compiler = RemoteCompiler(self.link)
         self._programs: dict[tuple[int, str], RemoteProgram] = {}

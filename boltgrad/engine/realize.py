@@ -226,7 +226,7 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
             library = device.compiler.compile(unique)
             sources = ["" for _ in named]
         else:
-            renderer = RENDERERS[device.renderer or "c"]()
+            renderer = renderer_for(device)
             rendered = {name: renderer.render_kernel(lin, name) for name, lin in unique.items()}
             sources = [rendered[name] for name, _ in named]
             unit = renderer.preamble + "\n\n".join(rendered.values()) + "\n"
@@ -248,6 +248,12 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
     return out
 
 
+def renderer_for(device: Any) -> Any:
+    """The renderer of ``device``'s source, told what the device's vector registers hold."""
+    cls = RENDERERS[device.renderer or "c"]
+    return cls(device.vector_widths) if cls in C_RENDERERS.values() else cls()
+
+
 def _index_key(ast: Node, device: Any, opts: KernelOpts | None) -> str | None:
     """The kernel index's key of ``ast`` on ``device`` (``kernel_index``), or None where the index is not used:
     a compiler that cannot find a library by key, an AST with an arg of no stable spelling, or DEBUG=4 (which
@@ -260,7 +266,9 @@ def _index_key(ast: Node, device: Any, opts: KernelOpts | None) -> str | None:
     ast_hash = kernel_index.structural_hash(ast)
     if ast_hash is None:
         return None
-    return kernel_index.index_key(ast_hash, device.renderer, identity(), opts.key() if opts else "")
+    # the vector widths pick the source's packs; a device's are its CPU's, which its identity names, unless set
+    renderer = f"{device.renderer}:{','.join(map(str, device.vector_widths))}"
+    return kernel_index.index_key(ast_hash, renderer, identity(), opts.key() if opts else "")
 
 
 def _indexed_kernel(key: str, ast: Node, device: Any) -> CompiledKernel | None:
@@ -289,7 +297,7 @@ def _searched_opts(ast: Node, item: KernelItem, device: Any, debug: int) -> Kern
         return None
     log = (lambda line: print(line, file=sys.stderr)) if debug >= 1 else None
     sizes = [b.nbytes for b in item.buffers]
-    return cached_search(ast, width, device, RENDERERS[device.renderer](), sizes, log=log)
+    return cached_search(ast, width, device, renderer_for(device), sizes, log=log)
 
 
 def _kernel_name(ast: Node, lin: LinearProgram) -> str:

@@ -34,6 +34,8 @@ def vector_helpers(widths: tuple[int, ...]) -> str:
         ]
     out.append(_MASKED_LOADS)
     out.append(_WIDENING_LOADS)
+    if 16 in widths:
+        out.append(_SIXTEEN_LANES)
     out += [_VECTOR_FMA.replace("{W}", str(w)) for w in widths]
     out += [_VECTOR_MATH.replace("{W}", str(w)) for w in widths]
     return "\n".join(out)
@@ -47,8 +49,6 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_u8x8(p) ((bolt_i32x8)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i8x8(p) ((bolt_i32x8)_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i16x8(p) ((bolt_i32x8)_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p))))
-#define BOLT_FMADD_8 _mm256_fmadd_ps
-#define BOLT_FMADD_4 _mm_fmadd_ps
 #define bolt_widen_bf16x8(p) \\
   ((bolt_f32x8)(((bolt_i32x8)_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p)))) << 16))
 #else
@@ -68,6 +68,10 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_f16x8(p) bolt_widen_f16_generic(bolt_f32x8, 8, p)
 #define bolt_widen_f16x4(p) bolt_widen_f16_generic(bolt_f32x4, 4, p)
 #endif
+#if defined(__AVX2__) && defined(__FMA__)
+#define BOLT_FMADD_8 _mm256_fmadd_ps
+#define BOLT_FMADD_4 _mm_fmadd_ps
+#endif
 #define bolt_widen_f16_generic(wide, w, p) ({ \\
   wide bolt_v_; \\
   for (int bolt_k_ = 0; bolt_k_ < (w); bolt_k_++) bolt_v_[bolt_k_] = bolt_half_to_float((p)[bolt_k_]); \\
@@ -81,7 +85,7 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 
 # fma lane by lane, each lane's result C's fmaf's: one instruction where the CPU has it (x86 FMA3, which
 # -march=native enables), else a loop the compiler may vectorise
-_VECTOR_FMA = """#if defined(__AVX2__) && defined(__FMA__) && ({W} == 8 || {W} == 4)
+_VECTOR_FMA = """#if defined(BOLT_FMADD_{W})
 #define bolt_fma_f32x{W}(a, b, c) ((bolt_f32x{W})BOLT_FMADD_{W}((a), (b), (c)))
 #else
 static inline __attribute__((always_inline))
@@ -132,6 +136,29 @@ static inline bolt_f32x{W} bolt_log2f_x{W}(bolt_f32x{W} x) {
   return bolt_select_f32x{W}(x == bolt_splat_f32x{W}(INFINITY), bolt_splat_f32x{W}(INFINITY), r);
 }
 """
+
+# 16 float32 lanes: one zmm register with AVX-512 (``device/cpu_features.py`` asks for them only there); the
+# masked load's mask is a k register, set from the lanes' -1/0; masked-off lanes are not read (no fault)
+_SIXTEEN_LANES = """#if defined(__AVX512F__)
+#define BOLT_FMADD_16 _mm512_fmadd_ps
+#define bolt_mload_f32x16(p, m) \\
+  ((bolt_f32x16)_mm512_maskz_loadu_ps(_mm512_cmpneq_epi32_mask((__m512i)(m), _mm512_setzero_si512()), (p)))
+#define bolt_widen_u8x16(p) ((bolt_i32x16)_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define bolt_widen_i8x16(p) ((bolt_i32x16)_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
+#define bolt_widen_i16x16(p) ((bolt_i32x16)_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p))))
+#define bolt_widen_bf16x16(p) \\
+  ((bolt_f32x16)(((bolt_i32x16)_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p)))) << 16))
+#define bolt_widen_f16x16(p) ((bolt_f32x16)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
+#else
+static inline bolt_f32x16 bolt_mload_f32x16(const float *p, bolt_i32x16 m) {
+  bolt_f32x16 v; for (int i = 0; i < 16; i++) v[i] = m[i] ? p[i] : 0.0f; return v;
+}
+#define bolt_widen_u8x16(p) bolt_widen_generic(bolt_u8x16, bolt_i32x16, p)
+#define bolt_widen_i8x16(p) bolt_widen_generic(bolt_i8x16, bolt_i32x16, p)
+#define bolt_widen_i16x16(p) bolt_widen_generic(bolt_i16x16, bolt_i32x16, p)
+#define bolt_widen_bf16x16(p) bolt_widen_bf16_generic(bolt_u16x16, bolt_i32x16, bolt_f32x16, p)
+#define bolt_widen_f16x16(p) bolt_widen_f16_generic(bolt_f32x16, 16, p)
+#endif"""
 
 _MASKED_LOADS = """#if defined(__AVX__)
 #define bolt_mload_f32x8(p, m) ((bolt_f32x8)__builtin_ia32_maskloadps256((const bolt_f32x8 *)(p), (m)))

@@ -9,6 +9,7 @@ with -fwrapv) and division by zero gives 0 instead of a crash.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from ..codegen.linearize import LinearProgram
@@ -224,7 +225,7 @@ class _KernelWriter:
 
     def __init__(self, renderer: CStyleRenderer, prog: LinearProgram):
         self.r, self.prog = renderer, prog
-        self.plan = plan_vectors(prog) if renderer.vector_widths else VectorPlan()
+        self.plan = plan_vectors(prog, renderer.vector_widths) if renderer.vector_widths else VectorPlan()
         self.names: dict[Node, str] = {}
         self.lines: list[str] = []
         self.indent = 1
@@ -381,8 +382,17 @@ _LANE_CODES = {"int16": "i16", "int8": "i8", "uint8": "u8", "float16": "f16", "b
 
 
 class CRenderer(CStyleRenderer):
-    vector_widths = WIDTHS
-    preamble = C_PREAMBLE + vector_helpers(WIDTHS) + "\n\n"
+    """vector_widths: float32 lanes per pack, widest first, as the device's CPU holds them (``Device.vector_widths``;
+    (16, 8, 4) with AVX-512); the vector types and helpers of exactly those widths start every unit."""
+
+    def __init__(self, vector_widths: tuple[int, ...] = ()):
+        self.vector_widths = tuple(vector_widths) or WIDTHS
+        self.preamble = _preamble(self.vector_widths)
+
+
+@functools.cache
+def _preamble(widths: tuple[int, ...]) -> str:
+    return C_PREAMBLE + vector_helpers(widths) + "\n\n"
 
 
 RENDERERS = {"c": CRenderer}

@@ -7,7 +7,7 @@ import numpy as np
 
 from boltgrad import Tensor
 from boltgrad.codegen.blocking import KernelOpts
-from boltgrad.codegen.lower import _lower_once, _output_upcasts, _tile_rows
+from boltgrad.codegen.lower import _lower_once, _output_upcasts, _tile_rows, _vector_lanes
 from boltgrad.schedule.schedule import KernelItem, create_schedule
 from boltgrad.tensor_reduce import _packed_columns
 
@@ -27,9 +27,10 @@ def test_a_linear_layer_s_weight_is_packed_and_read_by_the_register_tile():
     pack, matmul = _kernels(out)
     assert pack.ast.shape == (4, 96, 16)  # (N/16, K, 16)
     store, ranges, _ = _lower_once(matmul.ast, reduce_upcast=False)
-    # 16 columns per loop, 6 rows (8 with 32 vector registers): the packed read (j // 16) * K * 16 + k * 16 +
-    # j % 16 is affine once j is split by 16, and contiguous along its low part
-    assert sorted(_output_upcasts(store, ranges, KernelOpts())) == [(0, _tile_rows(128, 96)), (1, 16)]
+    # two vectors of columns per loop (16, or 32 with AVX-512), 6 rows (8 with 32 vector registers): the packed
+    # read (j // 16) * K * 16 + k * 16 + j % 16 is affine once j is split by 16, and contiguous along its low part
+    tile = [(0, _tile_rows(128, 96)), (1, 2 * _vector_lanes())]
+    assert sorted(_output_upcasts(store, ranges, KernelOpts())) == tile
     np.testing.assert_allclose(out.numpy(), x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-5, atol=1e-4)
 
 
