@@ -24,7 +24,9 @@ class Budget:
 
 
 FULL = Budget(warmup=2, repeats=15, min_repeats=3, seconds=4.0)
-QUICK = Budget(warmup=2, repeats=3, min_repeats=1, seconds=0.4)
+# quick: a median of up to 9 calls within 0.4 s; a workload of a few milliseconds still gets all 9 (a median of 3
+# moved with every noisy minute of a shared VM), a slow one (a tinygrad matmul of seconds) one
+QUICK = Budget(warmup=3, repeats=9, min_repeats=1, seconds=0.4)
 
 
 def median(values: list[float]) -> float:
