@@ -21,12 +21,16 @@ class Budget:
     repeats: int  # timed calls at most
     min_repeats: int  # timed calls at least, however slow each is
     seconds: float  # stop adding timed calls once they have taken this long (after min_repeats)
+    warmup_seconds: float = 0.0  # and warm-up calls until they have taken this long, too (within half the budget)
 
 
-FULL = Budget(warmup=2, repeats=15, min_repeats=3, seconds=4.0)
+# Warm-up is counted in calls and in time: right after a first call that compiled (boltgrad, tinygrad) the machine
+# stays slow for some tens of milliseconds (the compilers' memory going back to the OS), so a millisecond workload
+# needs more than two calls to be past it; every peer gets the same warm-up.
+FULL = Budget(warmup=2, repeats=15, min_repeats=3, seconds=4.0, warmup_seconds=0.2)
 # quick: a median of up to 9 calls within 0.4 s; a workload of a few milliseconds still gets all 9 (a median of 3
 # moved with every noisy minute of a shared VM), a slow one (a tinygrad matmul of seconds) one
-QUICK = Budget(warmup=3, repeats=9, min_repeats=1, seconds=0.4)
+QUICK = Budget(warmup=3, repeats=9, min_repeats=1, seconds=0.4, warmup_seconds=0.1)
 
 
 def median(values: list[float]) -> float:
@@ -91,7 +95,7 @@ def measure(run_once: Callable[[], Any], budget: Budget) -> tuple[Timing, Any]:
     try:
         timing = Timing(call())
         warm_start = time.perf_counter()
-        for _ in range(budget.warmup - 1):
+        while timing.calls < budget.warmup or time.perf_counter() - warm_start < budget.warmup_seconds:
             if time.perf_counter() - warm_start + timing.first_s > budget.seconds / 2:
                 break
             call()
