@@ -535,6 +535,8 @@ def _from_numpy(arr: Any, device: str, want: DType | None) -> Node:
 
     shape = np.shape(arr)
     arr = np.ascontiguousarray(arr).reshape(shape)  # ascontiguousarray turns 0-d into 1-d
+    if not arr.dtype.isnative:  # big-endian data (from a file written elsewhere): the bytes are copied as they are
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     name = "bool" if arr.dtype == np.bool_ else arr.dtype.name
     if name not in dtypes.BY_NAME:
         raise TypeError(f"Tensor: numpy dtype {arr.dtype} is not supported; use one of {list(dtypes.BY_NAME)}")

@@ -256,3 +256,14 @@ def test_mixed_dtype_values(device):
         check(lambda a: a * 1000, np.array([100, 50], np.int8), device=device)  # weak int: stays int8 and wraps
         check(lambda a, b: a - b, np.array([0.1], np.float16), np.array([0.1], np.float64), device=device)
         check(lambda a, b: a + b, np.array([1], np.uint8), np.array([300], np.int16), device=device)
+
+
+@pytest.mark.parametrize("code", [">f4", ">f8", ">f2", ">i2", ">i4", ">i8", ">u4"])
+def test_big_endian_arrays_load_by_value(code):
+    """An array in the other byte order (read from a file written on another machine) gives its values, not its
+    bytes reinterpreted."""
+    values = np.array([0, 1, 250, 3, 1000, 7]).astype(code.replace(">", "<"))
+    data = values.astype(code)
+    got = Tensor(data[::2]).numpy()  # strided too
+    assert got.dtype.isnative
+    np.testing.assert_array_equal(got, values[::2].astype(got.dtype))
