@@ -25,7 +25,7 @@ from .engine.realize import realize as engine_realize
 from .helpers import prod
 from .ir import dtypes
 from .ir.dtypes import DType, bf16_bits_to_float, bfloat16, float_to_bf16_bits, to_dtype
-from .ir.node import Node
+from .ir.node import Node, toposort
 from .ir.ops import Op
 from .schedule.materialize import as_contiguous_buffer
 from .schedule.realized import buffer_view, input_versions, record_realized
@@ -301,9 +301,11 @@ class Tensor(
                 settle(t, r)
             return
         computed = [t.node for t in todo if t.node.op is not Op.ASSIGN]
-        reads = dict(zip(computed, input_versions(computed)))
+        # one walk of the graph serves the versions of its reads and the schedule (when nothing is assigned)
+        order = toposort(computed) if len(computed) == len(todo) else None
+        reads = dict(zip(computed, input_versions(computed, order)))
         versions = [reads.get(t.node, ()) for t in todo]
-        out = engine_realize([t.node for t in todo])
+        out = engine_realize([t.node for t in todo], order)
         for t, v in zip(todo, versions):
             buf = out[t.node]
             view = buffer_view(Node(Op.BUFFER, buf.dtype, (), buf), t.shape)

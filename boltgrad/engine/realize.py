@@ -80,9 +80,10 @@ def stop_capture() -> list[CapturedLaunch | CapturedCopy]:
     return ops
 
 
-def realize(targets: list[Node]) -> dict[Node, Buffer]:
-    """Compute every target node; returns the buffer that holds each one's value."""
-    sched = create_schedule(targets)
+def realize(targets: list[Node], order: list[Node] | None = None) -> dict[Node, Buffer]:
+    """Compute every target node (``order``: their toposort, where the caller has it); returns the buffer that
+    holds each one's value."""
+    sched = create_schedule(targets, order)
     run_schedule(sched)
     return sched.outputs
 

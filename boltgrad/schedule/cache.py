@@ -50,12 +50,13 @@ class Step(NamedTuple):
     overwrites: bool
 
 
-def structure(targets: list[Node]) -> Structure | None:
-    """The structure of the graph of ``targets``, or None when it is not to be cached (caching is off, or one
-    Variable is bound to two values)."""
+def structure(targets: list[Node], nodes: list[Node] | None = None) -> Structure | None:
+    """The structure of the graph of ``targets`` (``nodes``: its toposort, where the caller has it), or None when
+    it is not to be cached (caching is off, or one Variable is bound to two values)."""
     if not config.schedule_cache():
         return None
-    nodes = toposort(targets)
+    if nodes is None:
+        nodes = toposort(targets)
     index: dict[Node, int] = {}
     slots: dict[Buffer, int] = {}
     inputs: list[Buffer] = []

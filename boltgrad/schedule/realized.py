@@ -46,15 +46,17 @@ def record_realized(node: Node, view: Node, versions: tuple[tuple[Buffer, int], 
         _realized.put(node, (weakref.ref(view) if weak else view, versions))
 
 
-def input_versions(nodes: list[Node]) -> list[tuple[tuple[Buffer, int], ...]]:
-    """The buffers each graph of ``nodes`` reads, with their versions now. One walk for all of them: graphs
-    realized together share most of their nodes (a loss and its gradients), so each node gets a bit mask of the
-    buffers below it, the union of its sources' masks."""
+def input_versions(nodes: list[Node], order: list[Node] | None = None) -> list[tuple[tuple[Buffer, int], ...]]:
+    """The buffers each graph of ``nodes`` reads, with their versions now; ``order`` is ``toposort(nodes)`` where
+    the caller has it. One walk for all of them: graphs realized together share most of their nodes (a loss and
+    its gradients), so each node gets a bit mask of the buffers below it, the union of its sources' masks."""
+    if order is None:
+        order = toposort(nodes)
     if len(nodes) == 1:
-        return [tuple((x.arg, x.arg.version) for x in toposort(nodes[0]) if x.op is Op.BUFFER)]
+        return [tuple((x.arg, x.arg.version) for x in order if x.op is Op.BUFFER)]
     below: dict[Node, int] = {}
     buffers: list[Buffer] = []
-    for n in toposort(nodes):
+    for n in order:
         if n.op is Op.BUFFER:
             below[n] = 1 << len(buffers)
             buffers.append(n.arg)

@@ -27,9 +27,12 @@ def toposort_until(root: Node, stop: set[Node]) -> list[Node]:
     return toposort(root, stop=stop)
 
 
-def _resolve(targets: list[Node], memo: dict[Node, Node]) -> list[Node]:
-    """The targets with subgraphs that were realized before replaced by their buffers (one walk for all);
-    ``memo`` receives each node's replacement."""
+def _resolve(
+    targets: list[Node], memo: dict[Node, Node], order: list[Node] | None = None
+) -> tuple[list[Node], bool]:
+    """The targets with subgraphs that were realized before replaced by their buffers (one walk for all), and
+    whether anything was replaced; ``memo`` receives each node's replacement. ``order``, the targets' toposort
+    where the caller has it, is walked whole (below a realized node too, where the walk of its own would stop)."""
 
     def below(n: Node) -> tuple[Node, ...]:
         hit = realized_as(n)
@@ -38,11 +41,21 @@ def _resolve(targets: list[Node], memo: dict[Node, Node]) -> list[Node]:
             return ()
         return n.src
 
-    for n in toposort(targets, children=below):
-        if n not in memo:
-            new_src = tuple(memo[s] for s in n.src)
-            memo[n] = n if new_src == n.src else n.replace(src=new_src)
-    return [memo[t] for t in targets]
+    asked = order is None  # the walk of our own asks each node as it goes; a given order is asked here
+    if order is None:
+        order = toposort(targets, children=below)
+    changed = any(hit is not n for n, hit in memo.items())
+    for n in order:
+        if n in memo:
+            continue
+        if not asked and (hit := realized_as(n)) is not None:
+            memo[n] = hit
+            changed = changed or hit is not n
+        elif changed and any(memo[s] is not s for s in n.src):
+            memo[n] = n.replace(src=tuple(memo[s] for s in n.src))
+        else:
+            memo[n] = n
+    return [memo[t] for t in targets], changed
 
 
 def _target_buffer(assign: Node) -> Buffer:
@@ -200,10 +213,12 @@ def _depends_on(node: Node, other: Node, deps: dict[Node, set[Node]]) -> bool:
     return False
 
 
-def create_schedule(targets: list[Node]) -> Schedule:
+def create_schedule(targets: list[Node], order: list[Node] | None = None) -> Schedule:
+    """The schedule of ``targets``; ``order``, their toposort where the caller has it, saves walking the graph
+    again (it is the resolved graph's too when no part of it was realized before)."""
     memo: dict[Node, Node] = {}
-    resolved = _resolve(targets, memo)
-    shape = schedule_cache.structure(resolved)
+    resolved, changed = _resolve(targets, memo, order)
+    shape = schedule_cache.structure(resolved, None if changed or order is None else order)
     if shape is not None:
         hit = schedule_cache.lookup(shape)
         if hit is not None:

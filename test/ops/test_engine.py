@@ -57,6 +57,23 @@ def test_a_realized_value_is_reused_until_its_input_is_overwritten():
     assert again.tolist() == [17.0, 65.0]  # w changed: the remembered value of y is stale, so it is recomputed
 
 
+def test_a_given_toposort_resolves_realized_parts_as_the_walk_of_its_own():
+    """``create_schedule`` takes the targets' toposort from its caller (one walk serves the read versions, the
+    realized parts and the structure); the graph it schedules is the same as with a walk of its own."""
+    from boltgrad.ir.node import toposort
+    from boltgrad.schedule.schedule import _resolve
+
+    w = Tensor([1.0, 2.0, 3.0]).realize()
+    y = (w * 2).exp2()
+    z = (y + 1) * (w - 1)
+    fresh = [z.node]
+    assert _resolve(fresh, {}) == _resolve(fresh, {}, toposort(fresh)) == (fresh, False)
+    y.realize()  # z's graph now holds a realized part
+    walked, given = _resolve(fresh, {}), _resolve(fresh, {}, toposort(fresh))
+    assert walked == given and given[1] and given[0] != fresh
+    assert Tensor._from_node(given[0][0]).tolist() == [0.0, 17.0, 130.0]
+
+
 def test_assign_reads_before_overwrite():
     w = Tensor([[1.0, 2.0], [3.0, 4.0]]).realize()
     y = w * 2
