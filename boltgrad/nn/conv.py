@@ -28,6 +28,7 @@ from ..codegen.lower import PACK
 from ..device.registry import get_device
 from ..helpers import prod
 from ..ir import dtypes
+from ..ir.ops import Op
 from ..tensor import Tensor
 from ..tensor_reduce import packed_strips
 
@@ -141,11 +142,16 @@ def _col2im(g: Tensor, shape: tuple[int, ...], kernel: Sequence[int], stride: Se
     g = g.permute([1 + nd, 0, *range(1, 1 + nd), *range(2 + nd, 2 + 2 * nd)])  # (B, C, *kernel, *out)
     out = g.shape[2 + nd :]
     total: Tensor | None = None
+    whole = [(0, n) for n in g.shape[:2]], [(0, n) for n in out]
     for ks in itertools.product(*(range(k) for k in kernel)):
-        piece = g.shrink([None, None] + [(k, k + 1) for k in ks] + [None] * nd).reshape(g.shape[:2] + out)
+        # the bounds are in range by construction: the views are made directly (a backward step builds 9 per 3x3
+        # convolution, and the checks of shrink, reshape and pad were most of their cost)
+        piece = g._view(Op.SHRINK, tuple(whole[0] + [(k, k + 1) for k in ks] + whole[1])) if prod(kernel) > 1 else g
+        piece = piece._view(Op.RESHAPE, g.shape[:2] + out)
         if all(s == 1 for s in stride):  # each window element moved by its kernel offset: one pad for all dims
             starts = [k * d for k, d in zip(ks, dilation)]
-            piece = piece.pad([(0, 0), (0, 0)] + [(a, n - a - o) for a, n, o in zip(starts, shape[2:], out)])
+            widths = ((0, 0), (0, 0)) + tuple((a, n - a - o) for a, n, o in zip(starts, shape[2:], out))
+            piece = piece._view(Op.PAD, widths) if any(b or a for b, a in widths) else piece
         else:
             for j in range(nd):
                 piece = _place(piece, 2 + j, ks[j] * dilation[j], stride[j], shape[2 + j])

@@ -62,24 +62,24 @@ def structure(targets: list[Node], nodes: list[Node] | None = None) -> Structure
     inputs: list[Buffer] = []
     binds: dict[Node, int] = {}
     parts = []
+    position = index.__getitem__
     for i, n in enumerate(nodes):
         index[n] = i
-        op = n.op
+        op, arg = n.op, n.arg
         if op is Op.BUFFER:
-            buf = n.arg
-            slot = slots.get(buf)
+            slot = slots.get(arg)
             if slot is None:
-                slot = slots[buf] = len(inputs)
-                inputs.append(buf)
-            arg = (slot, buf.device, buf.size, buf.dtype)
+                slot = slots[arg] = len(inputs)
+                inputs.append(arg)
+            arg = (slot, arg.device, arg.size, arg.dtype)
         elif op is Op.BIND:
-            if binds.setdefault(n.src[0], n.arg) != n.arg:
+            if binds.setdefault(n.src[0], arg) != arg:
                 return None
             arg = None
-        else:
-            arg = _arg_key(n.arg)
+        elif not (arg is None or type(arg) is tuple or type(arg) is int):  # the usual args need no _arg_key
+            arg = _arg_key(arg)
         # the op's number and the dtype's name: unique, with C-level hashes (an Enum's and a dataclass's are Python)
-        parts.append((op._value_, n.dtype.name, arg, tuple(map(index.__getitem__, n.src))))
+        parts.append((op._value_, n.dtype.name, arg, tuple(map(position, n.src))))
     key = (Device_.DEFAULT, tuple(index[t] for t in targets), tuple(parts))
     return Structure(key, nodes, inputs, binds)
 
