@@ -464,6 +464,7 @@ def _tile_rows(extent: int, reduce_extent: int) -> int:
 
 @functools.cache
 def _vector_registers() -> int:
+    """Vector registers for the widest packs on this CPU (``device/cpu_features.py``)."""
     from ..device.cpu_features import vector_registers
 
     return vector_registers()

@@ -2,8 +2,9 @@
 sees (``compile_cache.cpu_identity``).
 
 float32 lanes per vector: 16 with AVX-512 (a zmm register), else 8 (AVX, or two 128-bit NEON registers, which
-the compilers handle well as one 8-lane vector). Vector registers: 32 with AVX-512 (zmm0-31) and on ARM, 16 with
-AVX2; the register tiles of ``codegen/lower.py`` are sized to fit them.
+the compilers handle well as one 8-lane vector). Vector registers for those: 32 with AVX-512 (zmm0-31), else 16
+(AVX2's ymm0-15; ARM's 32 NEON registers hold 16 8-lane values); the register tiles of ``codegen/lower.py`` are
+sized to fit them.
 """
 
 from __future__ import annotations
