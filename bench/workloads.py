@@ -36,7 +36,8 @@ class Input:
 class Workload:
     name: str
     inputs: tuple[Input, ...]
-    impls: dict[str, Callable[..., Any]]  # family ("boltgrad", "numpy", "torch", "tinygrad" or "tensor") -> fn
+    # family ("boltgrad", "numpy", "torch", "tinygrad" or "tensor") -> fn; None: that family skips the workload
+    impls: dict[str, Callable[..., Any] | None]
     bytes_moved: int = 0  # the least DRAM traffic the workload needs (inputs read once, output written once)
     flops: int = 0  # floating-point operations, for GFLOP/s
     atol: float | None = None  # how far a peer's output may be from numpy's; default 1e-4 of its largest value
@@ -203,6 +204,13 @@ WORKLOADS: list[Workload] = [
         )
         for n in (256, 512, 1024, 2048)
     ],
+    Workload(  # tinygrad's default would take about half a minute a call here; its 256-2048 rows stand for it
+        "matmul_4096",
+        (Input((4096, 4096), normal=True), Input((4096, 4096), normal=True)),
+        {"tensor": matmul, "numpy": matmul, "tinygrad": None},
+        flops=2 * 4096**3,
+        atol=1e-3 * 4096**0.5,
+    ),
     Workload(
         "batched_matmul_16x256",
         (Input((16, 256, 256), normal=True), Input((16, 256, 256), normal=True)),
