@@ -54,7 +54,7 @@ first_call_child({peer!r}, import_s, {out!r})
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer timed calls and first-call processes (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer timed calls and first-call processes (~1 min)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these workloads ('first_call': its rows)")
     parser.add_argument("--json", default=str(DEFAULT_JSON), metavar="PATH", help="where to write all numbers")
     parser.add_argument("--threads", type=int, metavar="N", help="boltgrad's worker threads (BOLT_THREADS)")
