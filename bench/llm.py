@@ -232,5 +232,6 @@ def print_table(r: dict[str, Any]) -> None:
         if note:
             print(f"{name}: {note}")
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,6 +51,7 @@ def on_devices(fn: Callable[..., Any]) -> Any:
     emulated = fn.__module__.rsplit(".", 1)[-1] in GPU_EMULATED_MODULES
     return pytest.mark.parametrize("device", DEVICES + (("PYTHON_GPU",) if emulated else ()))(fn)
 
+
 # default tolerance by output dtype: (atol, rtol); integers and bools always compare exactly
 TOLERANCE = {
     "float64": (1e-12, 1e-10),

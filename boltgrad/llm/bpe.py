@@ -51,9 +51,7 @@ def exact_in_python(text: str) -> bool:
     """Whether the Python patterns split ``text`` as the originals do (see the module doc)."""
     if text.isascii():
         return not any("\x1c" <= c <= "\x1f" for c in text)
-    return not any(
-        ("\x1c" <= c <= "\x1f") or (not c.isascii() and unicodedata.category(c) in _INEXACT) for c in text
-    )
+    return not any(("\x1c" <= c <= "\x1f") or (not c.isascii() and unicodedata.category(c) in _INEXACT) for c in text)
 
 
 class ByteLevelBPE:

@@ -46,8 +46,9 @@ def _safetensors_files(folder: str) -> list[str]:
             with open(index_path, encoding="utf-8") as f:
                 weight_map = json.load(f)["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"model folder {folder}: model.safetensors.index.json has no valid "
-                             f"weight_map ({e})") from None
+            raise ValueError(
+                f"model folder {folder}: model.safetensors.index.json has no valid weight_map ({e})"
+            ) from None
         names = sorted(set(weight_map.values()))
         missing = [n for n in names if not os.path.isfile(os.path.join(folder, n))]
         if missing:

@@ -27,9 +27,7 @@ def toposort_until(root: Node, stop: set[Node]) -> list[Node]:
     return toposort(root, stop=stop)
 
 
-def _resolve(
-    targets: list[Node], memo: dict[Node, Node], order: list[Node] | None = None
-) -> tuple[list[Node], bool]:
+def _resolve(targets: list[Node], memo: dict[Node, Node], order: list[Node] | None = None) -> tuple[list[Node], bool]:
     """The targets with subgraphs that were realized before replaced by their buffers (one walk for all), and
     whether anything was replaced; ``memo`` receives each node's replacement. ``order``, the targets' toposort
     where the caller has it, is walked whole (below a realized node too, where the walk of its own would stop)."""
@@ -335,6 +333,7 @@ def _kernel_item(
         view = root.src[0]
         skip = (view, view.src[0]) if view.src else (view,)
         order = [n for n in body[:-1] if not any(n is k for k in skip)]
+
     def visit(n: Node) -> None:
         if (n in chosen and n is not root) or n.op is Op.BUFFER:
             buf = buffers[n] if n in buffers else n.arg

@@ -283,8 +283,11 @@ def test_cuda_products_fuse_into_fma_only_inside_a_sum():
 def test_tiled_matmul_fills_its_tiles_once_per_step_outside_the_k_loop():
     a = Tensor(rand(256, 256), device="NULL:CUDA")
     (a @ a.T).realize()
-    ck = next(ck for (dev, _, _), ck in realize._compiled.items()
-              if dev == "NULL:CUDA" and ck.name.startswith("r_256_256_") and ck.linear.meta.get("blocks_per_sm"))
+    ck = next(
+        ck
+        for (dev, _, _), ck in realize._compiled.items()
+        if dev == "NULL:CUDA" and ck.name.startswith("r_256_256_") and ck.linear.meta.get("blocks_per_sm")
+    )
     lines = ck.source.splitlines()
     loops = [i for i, line in enumerate(lines) if line.strip().startswith("for (")]
     barrier = next(i for i, line in enumerate(lines) if "__syncthreads();" in line)

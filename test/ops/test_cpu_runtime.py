@@ -293,7 +293,6 @@ def test_zeroed_memory_reads_as_zeros_and_takes_no_memory_until_written():
     small.free(clean, 256)
 
 
-
 def _huge_page_mode() -> str:
     """'always', 'madvise' or 'never': when the OS backs anonymous memory with transparent huge pages."""
     try:

@@ -62,11 +62,16 @@ CASES = {
     # exponentials and logarithms lane by lane
     "log_softmax": (lambda x: x.log_softmax(-1), lambda: _arrays(3, (5, 256)), "bolt_exp2f_x16"),
     # int8 bytes and float16 values widened to float32 lanes
-    "int8_dot": (lambda x, q: (q.cast(boltgrad.float32) * x).sum(-1),
-                 lambda: [_arrays(4, (256,))[0], _int8s(5, (24, 256))],
-                 "bolt_widen_i8x16"),  # fmt: skip
-    "half_dot": (lambda x, h: (h.cast(boltgrad.float32) * x).sum(-1),
-                 lambda: [_arrays(5, (256,))[0], _arrays(6, (24, 256))[0].astype(np.float16)], "bolt_widen_f16x16"),
+    "int8_dot": (
+        lambda x, q: (q.cast(boltgrad.float32) * x).sum(-1),
+        lambda: [_arrays(4, (256,))[0], _int8s(5, (24, 256))],
+        "bolt_widen_i8x16",
+    ),
+    "half_dot": (
+        lambda x, h: (h.cast(boltgrad.float32) * x).sum(-1),
+        lambda: [_arrays(5, (256,))[0], _arrays(6, (24, 256))[0].astype(np.float16)],
+        "bolt_widen_f16x16",
+    ),
 }
 
 
@@ -110,7 +115,9 @@ def test_sixteen_lane_helpers_agree_with_and_without_avx512(tmp_path):
 
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the x86 forms only exist on x86-64")
-    source = CRenderer(WIDE).preamble + """
+    source = (
+        CRenderer(WIDE).preamble
+        + """
 void bolt_test_sixteen(const void *p, const float *x, float *out) {
   bolt_store_f32x16(out, __builtin_convertvector(bolt_widen_u8x16((const uint8_t *)p), bolt_f32x16));
   bolt_store_f32x16(out + 16, __builtin_convertvector(bolt_widen_i8x16((const int8_t *)p), bolt_f32x16));
@@ -123,6 +130,7 @@ void bolt_test_sixteen(const void *p, const float *x, float *out) {
   bolt_store_f32x16(out + 96, bolt_fma_f32x16(a, b, bolt_splat_f32x16(-1.0f)));
 }
 """
+    )
     (tmp_path / "s.c").write_text(source)
     data = np.random.default_rng(0).integers(0, 256, 32, dtype=np.uint8)
     data[1] = 0x80  # a negative int8 and a half with the sign bit set
