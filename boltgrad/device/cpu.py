@@ -430,7 +430,7 @@ class CPUDevice(Device):
         finally:
             self._allocator.free(out, 8 * n)
         version = self._compiler.version.splitlines()[0] if self._compiler.version else self._compiler.command[0]
-        return f"{version}; {self.threads} threads"
+        return f"{version}; {self.threads} threads; vectors of {self.vector_widths[0]} floats"
 
 
 _SELF_CHECK_SOURCE = """#include <stdint.h>

@@ -151,3 +151,10 @@ void bolt_test_sixteen(const void *p, const float *x, float *out) {
         ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)
         ctypes.CDLL(str(lib)).bolt_test_sixteen(ptr(data), ptr(x), ptr(out))
         np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32), err_msg=march)
+
+
+def test_doctor_names_the_vector_width():
+    from boltgrad.device.registry import probe
+
+    status = probe("CPU")
+    assert status.ok and f"vectors of {cpu_features.vector_widths()[0]} floats" in status.detail
