@@ -230,7 +230,7 @@ def _compile_all(kernels: list[KernelItem], debug: int) -> dict[int, CompiledKer
             renderer = renderer_for(device)
             rendered = {name: renderer.render_kernel(lin, name) for name, lin in unique.items()}
             sources = [rendered[name] for name, _ in named]
-            unit = renderer.preamble + "\n\n".join(rendered.values()) + "\n"
+            unit = renderer.unit(list(rendered.values()))
             if debug >= 4:
                 print(unit, file=sys.stderr)
             library = device.compiler.compile(unit)

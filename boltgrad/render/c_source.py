@@ -41,11 +41,16 @@ def vector_helpers(widths: tuple[int, ...]) -> str:
     return "\n".join(out)
 
 
+# <immintrin.h> takes gcc about 110 ms to parse, most of the time a unit of a few small kernels takes. The helpers
+# that need it (widening loads, 16-lane masked loads) are macros, so a unit includes it after the preamble only
+# where its kernels call one of them; the fmas and 8-lane masked loads are compiler builtins and need no header.
+X86_INTRINSICS = "#if defined(__AVX2__)\n#include <immintrin.h>\n#endif\n"
+INTRINSIC_HELPERS = ("bolt_widen_", "bolt_mload_f32x16")
+
 # A masked load reads no lane whose mask is clear (no fault past a buffer's end); AVX has it as one instruction.
 # w packed small integers -> w int32 lanes. Through a small vector and __builtin_convertvector, GCC moves the
 # bytes through a general register one by one; x86's zero/sign-extending loads do it in one instruction.
 _WIDENING_LOADS = """#if defined(__AVX2__)
-#include <immintrin.h>
 #define bolt_widen_u8x8(p) ((bolt_i32x8)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i8x8(p) ((bolt_i32x8)_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 #define bolt_widen_i16x8(p) ((bolt_i32x8)_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p))))
@@ -69,8 +74,8 @@ _WIDENING_LOADS = """#if defined(__AVX2__)
 #define bolt_widen_f16x4(p) bolt_widen_f16_generic(bolt_f32x4, 4, p)
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
-#define BOLT_FMADD_8 _mm256_fmadd_ps
-#define BOLT_FMADD_4 _mm_fmadd_ps
+#define BOLT_FMADD_8 __builtin_ia32_vfmaddps256
+#define BOLT_FMADD_4 __builtin_ia32_vfmaddps
 #endif
 #define bolt_widen_f16_generic(wide, w, p) ({ \\
   wide bolt_v_; \\
@@ -140,7 +145,7 @@ static inline bolt_f32x{W} bolt_log2f_x{W}(bolt_f32x{W} x) {
 # 16 float32 lanes: one zmm register with AVX-512 (``device/cpu_features.py`` asks for them only there); the
 # masked load's mask is a k register, set from the lanes' -1/0; masked-off lanes are not read (no fault)
 _SIXTEEN_LANES = """#if defined(__AVX512F__)
-#define BOLT_FMADD_16 _mm512_fmadd_ps
+#define BOLT_FMADD_16(a, b, c) __builtin_ia32_vfmaddps512_mask((a), (b), (c), (unsigned short)-1, 4)
 #define bolt_mload_f32x16(p, m) \\
   ((bolt_f32x16)_mm512_maskz_loadu_ps(_mm512_cmpneq_epi32_mask((__m512i)(m), _mm512_setzero_si512()), (p)))
 #define bolt_widen_u8x16(p) ((bolt_i32x16)_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))))

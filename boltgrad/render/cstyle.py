@@ -17,7 +17,7 @@ from ..codegen.vectorize import WIDTHS, Pack, VectorPlan, plan_vectors
 from ..ir.dtypes import DType, bfloat16, bool_, float16, float32, float64, int32
 from ..ir.node import Node
 from ..ir.ops import Op
-from .c_source import C_PREAMBLE, vector_helpers
+from .c_source import C_PREAMBLE, INTRINSIC_HELPERS, X86_INTRINSICS, vector_helpers
 
 
 class CStyleRenderer:
@@ -216,7 +216,11 @@ class CStyleRenderer:
 
     def render_unit(self, kernels: list[tuple[str, LinearProgram]]) -> str:
         """One source file holding several kernels, compiled in one compiler call."""
-        return self.preamble + "\n\n".join(self.render_kernel(p, name) for name, p in kernels) + "\n"
+        return self.unit([self.render_kernel(p, name) for name, p in kernels])
+
+    def unit(self, kernels: list[str]) -> str:
+        """The source file of rendered kernels: the preamble, then the kernels."""
+        return self.preamble + "\n\n".join(kernels) + "\n"
 
 
 class _KernelWriter:
@@ -388,6 +392,10 @@ class CRenderer(CStyleRenderer):
     def __init__(self, vector_widths: tuple[int, ...] = ()):
         self.vector_widths = tuple(vector_widths) or WIDTHS
         self.preamble = _preamble(self.vector_widths)
+
+    def unit(self, kernels: list[str]) -> str:
+        uses = any(helper in k for k in kernels for helper in INTRINSIC_HELPERS)
+        return self.preamble + (X86_INTRINSICS if uses else "") + "\n\n".join(kernels) + "\n"
 
 
 @functools.cache

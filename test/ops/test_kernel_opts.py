@@ -526,9 +526,9 @@ def test_vector_exp2_and_log2_equal_the_scalar_functions_bit_for_bit():
 
     from boltgrad.device.cpu import CCompiler
 
-    source = (
-        CRenderer().preamble
-        + """
+    source = CRenderer().unit(
+        [
+            """
 void bolt_test_math(const float *x, float *vec, float *scalar, int64_t n) {
   for (int64_t i = 0; i + 8 <= n; i += 8) {
     bolt_store_f32x8(vec + 2 * i, bolt_exp2f_x8(bolt_load_f32x8(x + i)));
@@ -541,6 +541,7 @@ void bolt_test_math(const float *x, float *vec, float *scalar, int64_t n) {
   }
 }
 """
+        ]
     )
     lib = ctypes.CDLL(CCompiler().compile(source))
     rng = np.random.default_rng(0)
@@ -595,9 +596,9 @@ def test_widening_loads_agree_with_and_without_x86_extensions(tmp_path):
 
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the x86 forms only exist on x86-64")
-    source = (
-        CRenderer().preamble
-        + """
+    source = CRenderer().unit(
+        [
+            """
 void bolt_test_widen(const void *p, float *out) {
   bolt_f32x8 a = __builtin_convertvector(bolt_widen_u8x8((const uint8_t *)p), bolt_f32x8);
   bolt_f32x8 b = __builtin_convertvector(bolt_widen_i8x8((const int8_t *)p), bolt_f32x8);
@@ -609,6 +610,7 @@ void bolt_test_widen(const void *p, float *out) {
   bolt_store_f32x4(out + 44, g);
 }
 """
+        ]
     )
     (tmp_path / "w.c").write_text(source)
     data = np.random.default_rng(0).integers(0, 256, 16, dtype=np.uint8)

@@ -115,9 +115,9 @@ def test_sixteen_lane_helpers_agree_with_and_without_avx512(tmp_path):
 
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the x86 forms only exist on x86-64")
-    source = (
-        CRenderer(WIDE).preamble
-        + """
+    source = CRenderer(WIDE).unit(
+        [
+            """
 void bolt_test_sixteen(const void *p, const float *x, float *out) {
   bolt_store_f32x16(out, __builtin_convertvector(bolt_widen_u8x16((const uint8_t *)p), bolt_f32x16));
   bolt_store_f32x16(out + 16, __builtin_convertvector(bolt_widen_i8x16((const int8_t *)p), bolt_f32x16));
@@ -130,6 +130,7 @@ void bolt_test_sixteen(const void *p, const float *x, float *out) {
   bolt_store_f32x16(out + 96, bolt_fma_f32x16(a, b, bolt_splat_f32x16(-1.0f)));
 }
 """
+        ]
     )
     (tmp_path / "s.c").write_text(source)
     data = np.random.default_rng(0).integers(0, 256, 32, dtype=np.uint8)
@@ -158,3 +159,23 @@ def test_doctor_names_the_vector_width():
 
     status = probe("CPU")
     assert status.ok and f"vectors of {cpu_features.vector_widths()[0]} floats" in status.detail
+
+
+def test_a_unit_includes_the_intrinsics_header_only_where_a_kernel_needs_it():
+    """<immintrin.h> is most of a small unit's compile time: only kernels that call a helper written with the x86
+    intrinsics (a widening load, a 16-lane masked load) bring it in; fmas are compiler builtins. Both kinds of
+    unit compile."""
+    from boltgrad.device.cpu import CCompiler
+
+    renderer = CRenderer(WIDE)
+    fma_only = """void k(float *out, const float *x) {
+  bolt_store_f32x8(out, bolt_fma_f32x8(bolt_load_f32x8(x), bolt_load_f32x8(x), bolt_splat_f32x8(1.0f)));
+  bolt_store_f32x16(out, bolt_fma_f32x16(bolt_load_f32x16(x), bolt_load_f32x16(x), bolt_splat_f32x16(1.0f)));
+}"""
+    widening = """void k(float *out, const int8_t *q) {
+  bolt_store_f32x8(out, __builtin_convertvector(bolt_widen_i8x8(q), bolt_f32x8));
+}"""
+    assert "immintrin" not in renderer.unit([fma_only])
+    assert "#include <immintrin.h>" in renderer.unit([fma_only, widening])
+    for unit in (renderer.unit([fma_only]), renderer.unit([widening])):
+        ctypes.CDLL(CCompiler().compile(unit))
