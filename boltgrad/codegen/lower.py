@@ -444,11 +444,12 @@ def _columns_outside(ranges: list[Node], upcasts: dict[int, int], reduce_work: i
 
 
 def _tile_rows(extent: int, reduce_extent: int) -> int:
-    """Rows of a register tile: 6 x 16 outputs (12 vector accumulators, 2 vector loads and 6 broadcasts per step)
-    for long reduces, also where 6 does not divide the rows (the last tile recomputes the last row, at most 5
-    of ``extent`` rows: little waste from 48 rows on); 4 or 2 rows otherwise.
+    """Rows of a register tile whose rows are two vectors of columns (16 columns, 32 with AVX-512): 6 rows (12
+    vector accumulators, 2 vector loads and 6 broadcasts per step) for long reduces, also where 6 does not divide
+    the rows (the last tile recomputes the last row, at most 5 of ``extent`` rows: little waste from 48 rows on);
+    4 or 2 rows otherwise.
 
-    A CPU with 32 vector registers (x86 with AVX-512) holds 8 x 16 (16 accumulators): every strip of the other
+    A CPU with 32 vector registers (x86 with AVX-512) holds 8 rows (16 accumulators): every strip of the other
     operand is read for 8 rows instead of 4 or 6. Short reduces gain most, since re-reading that operand is
     most of their time: a 3x3 convolution's products (reduce 27 to 144) ran 1.2-1.7x faster than with 4 or 6
     rows on a 2-core AVX-512 machine, even where 27 rows make the last tile recompute 5; a 1024^3 matmul ran

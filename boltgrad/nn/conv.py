@@ -115,8 +115,8 @@ def _product_grads(cols: Tensor, w: Tensor, g: Tensor) -> tuple[Tensor | None, T
     if not _tiled_weight_grad(g, depth):  # dot products of two rows contiguous along the positions
         return d_cols, (cols * g4).sum(3, keepdim=True)
     # g's rows copied into strips of 16 output channels, (G, O/16, P, 16), and read as (G, P, O) (the matmul's
-    # packing): the weight's gradient (transposed) is then the windows (D x P) times that, a register tile of
-    # 8 x 16 over a reduce whose every step reads one broadcast per row and 64 contiguous bytes of a strip
+    # packing): the weight's gradient (transposed) is then the windows (D x P) times that, a register tile (8 rows
+    # by two vectors of columns) over a reduce whose every step reads one broadcast per row and whole strip rows
     g_t = packed_strips(g.permute(0, 2, 1)).reshape((groups, 1, positions, channels))
     d_w = (cols.reshape((groups, depth, positions, 1)) * g_t).sum(2).contiguous()  # (G, D, O)
     return d_cols, d_w.permute(0, 2, 1).reshape(w.shape)
@@ -142,11 +142,11 @@ def _col2im(g: Tensor, shape: tuple[int, ...], kernel: Sequence[int], stride: Se
     g = g.permute([1 + nd, 0, *range(1, 1 + nd), *range(2 + nd, 2 + 2 * nd)])  # (B, C, *kernel, *out)
     out = g.shape[2 + nd :]
     total: Tensor | None = None
-    whole = [(0, n) for n in g.shape[:2]], [(0, n) for n in out]
+    lead, tail = [(0, n) for n in g.shape[:2]], [(0, n) for n in out]  # the dims each piece keeps whole
     for ks in itertools.product(*(range(k) for k in kernel)):
         # the bounds are in range by construction: the views are made directly (a backward step builds 9 per 3x3
         # convolution, and the checks of shrink, reshape and pad were most of their cost)
-        piece = g._view(Op.SHRINK, tuple(whole[0] + [(k, k + 1) for k in ks] + whole[1])) if prod(kernel) > 1 else g
+        piece = g._view(Op.SHRINK, tuple(lead + [(k, k + 1) for k in ks] + tail)) if prod(kernel) > 1 else g
         piece = piece._view(Op.RESHAPE, g.shape[:2] + out)
         if all(s == 1 for s in stride):  # each window element moved by its kernel offset: one pad for all dims
             starts = [k * d for k, d in zip(ks, dilation)]
