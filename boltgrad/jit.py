@@ -49,6 +49,7 @@ from .schedule.materialize import as_contiguous_buffer
 from .schedule.realized import buffer_view
 from .tensor import Tensor
 from .tensor_create import RNG_COUNTER_VAR, RNG_SEED_VAR, _RngState
+from .tensor_readers import live_lazy, readers_of
 from .variable import Variable, variable_named
 
 _replay_hooks: weakref.WeakSet = weakref.WeakSet()
@@ -208,7 +209,9 @@ class CapturedStep:
             live = variable_named(name)
             value = bound[name] if name in bound else live.value if live is not None else captured
             self.segments[seg].graph.set_var(li, slot, value)
-        for buf in self.overwritten:  # as a realize of the assigns would: cached reads of the old values are void
+        if readers := readers_of(self.overwritten):  # as a realize of the assigns would: old values first
+            Tensor.realize_all(readers)
+        for buf in self.overwritten:  # ... and cached reads of the old values are void
             buf.version += 1
         for seg in self.segments:
             if isinstance(seg, CapturedCopy):
@@ -297,6 +300,10 @@ class JitFunction:
 
     def _capture(self, args: tuple, kwargs: dict, inputs: list[Tensor], signature: tuple) -> Any:
         input_buffers = [_buffer_of(t) for t in inputs]
+        # lazy tensors from before the step are computed now, outside the recording: a realize inside it that
+        # overwrites what they read would compute them first, and every replay would compute them again
+        if pending := live_lazy():
+            Tensor.realize_all(pending)
         rng_start = _RngState.counter
         start_capture()
         try:

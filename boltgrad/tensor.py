@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from . import autograd
+from . import autograd, tensor_readers
 from .device.buffer import Buffer
 from .device.registry import Device_, canonicalize
 from .engine.realize import realize as engine_realize
@@ -36,6 +36,7 @@ from .tensor_inplace import InplaceMixin
 from .tensor_math import MathMixin
 from .tensor_movement import MovementMixin
 from .tensor_nn import NNMixin
+from .tensor_readers import readers_of_batch, track, tracked
 from .tensor_reduce import ReduceMixin
 from .tensor_shared import settle, shared_view, write
 from .tensor_sort import SortMixin
@@ -106,6 +107,7 @@ def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
 # the tensors that a realize handed each buffer to (see Tensor._own_memory)
 # (by id: a WeakSet would compare tensors with ==, which is elementwise)
 _holders: weakref.WeakKeyDictionary[Buffer, dict[int, weakref.ref]] = weakref.WeakKeyDictionary()
+_track_ref = tracked.append
 
 
 class Tensor(
@@ -136,8 +138,10 @@ class Tensor(
         dev = Device_.canonicalize(device)
         if isinstance(data, Node):
             node = data
+            track(self)
         elif isinstance(data, Tensor):
             node = data.node if want is None else data.cast(want).node
+            track(self)
         elif type(data).__module__ == "numpy" or type(data).__name__ == "ndarray":
             node = _from_numpy(data, dev, want)
         elif isinstance(data, bytes | bytearray | memoryview):
@@ -167,6 +171,9 @@ class Tensor(
         t.node = node
         t._leaf_grad = False
         t.grad = None
+        _track_ref(weakref.ref(t))  # (tensor_readers.track, inlined: this runs for every op)
+        if len(tracked) > tensor_readers.prune_past:
+            tensor_readers.live_lazy()  # (prunes the list)
         return t
 
     # ---- autograd ----
@@ -300,6 +307,9 @@ class Tensor(
             for t, r in settled:
                 settle(t, r)
             return
+        # lazy graphs that read what this overwrites are computed with it, from the old values (tensor_readers.py);
+        # a view of a shared buffer is a view, which reads the new ones
+        todo += [t for t in readers_of_batch(todo) if shared_view(t) is None]
         computed = [t.node for t in todo if t.node.op is not Op.ASSIGN]
         # one walk of the graph serves the versions of its reads and the schedule (when nothing is assigned)
         order = toposort(computed) if len(computed) == len(todo) else None
@@ -385,8 +395,9 @@ class Tensor(
     def assign(self, value: Any) -> Tensor:
         """Write ``value`` into this tensor's memory (lazily: it happens when this tensor is realized).
 
-        Other tensors built from this one before the assign keep reading its memory, so realize them first
-        if they must see the old value.
+        Tensors computed from this one before the assign keep the old values, as in torch: when the write is
+        realized, the live ones not yet computed are computed with it, before it (``tensor_readers.py``). Views
+        of it (``t[0]``, ``t.T``, ``t.detach()``) share its memory and read the new values.
 
         Autograd, as torch's in-place ops: with grad enabled, when this tensor requires grad (and is not a leaf)
         or ``value`` does, the assign makes a new version of the tensor whose graph is ``value``'s, so
@@ -407,6 +418,7 @@ class Tensor(
         src = src.cast(self.dtype)
         if autograd.is_grad_enabled() and not self._leaf_grad and (self.requires_grad or src.requires_grad):
             self.node = src.node
+            track(self)
             return self
         if (record := shared_view(self)) is not None:
             write(self, record, src)
@@ -414,6 +426,7 @@ class Tensor(
         self._own_memory()
         old = self.node
         self.node = Node(Op.ASSIGN, self.dtype, (old, src.node))
+        track(self)
         if autograd.needs_grad(old):
             autograd.alias(self.node, old)
         return self
@@ -457,6 +470,7 @@ class Tensor(
         arg = tuple(st if isinstance(st, int) else None for st in starts)
         old = self.node
         self.node = Node(Op.ASSIGN, self.dtype, (old, *dynamic, src.node), arg)
+        track(self)
         if autograd.needs_grad(old):
             autograd.alias(self.node, old)
         return self

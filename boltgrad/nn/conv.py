@@ -237,7 +237,9 @@ def conv_nd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, pad
     cols = cols.reshape((groups, 1, depth, positions))
     w = weight.reshape((groups, out_channels // groups, depth, 1))
     out = (cols * w).sum(2)  # (G, O/G, B*P)
-    out = with_gradient(out, (cols, w), lambda _, __, g: _product_grads(cols, w, g))
+    # (the rule takes its inputs as given, not from this frame: a tensor held here would stay a live lazy graph that
+    # reads the weights, which the optimizer's update would then compute again)
+    out = with_gradient(out, (cols, w), lambda inputs, _, g: _product_grads(*inputs, g))
     out = out.reshape((out_channels, batch) + out_spatial)
     if bias is not None:
         if bias.shape != (out_channels,):

@@ -308,17 +308,17 @@ class Optimizer:
                 grad = p.grad.detach()
                 if group.get("maximize", False):
                     grad = -grad
-                new_value = self.update(p, grad, state, group)
+                # (no name holds the new value: a live lazy tensor that reads the parameter would be realized on
+                # its own, before the assign)
+                targets.append(p.assign(self.update(p, grad, state, group)))
                 targets += [v for v in state.values() if isinstance(v, Tensor) and v.node.op is Op.ASSIGN]
-                targets.append(p.assign(new_value))
             for b in flat:
                 assert b.state is not None
                 grad = b.grad.detach()
                 if b.group.get("maximize", False):
                     grad = -grad
-                new_value = self.update(b.flat, grad, b.state, b.group)
+                targets.append(b.flat.assign(self.update(b.flat, grad, b.state, b.group)))
                 targets += [v for v in b.state.values() if isinstance(v, Tensor) and v.node.op is Op.ASSIGN]
-                targets.append(b.flat.assign(new_value))
             Tensor.realize_all(targets)
             for b in flat:  # Python values of the state (SGD's step count) as the update left them
                 numbers = {k: v for k, v in b.state.items() if not isinstance(v, Tensor)}
@@ -358,7 +358,7 @@ class Optimizer:
         """``{"state": {index: {name: value}}, "param_groups": [{option: value, "params": [index, ...]}]}``.
 
         Parameters are numbered in group order, as torch does. State tensors are the live ones (later steps
-        overwrite them): ``.clone().realize()`` them for a snapshot.
+        overwrite them): ``.clone()`` them for a snapshot.
         """
         index: dict[int, int] = {}
         groups = []

@@ -143,3 +143,94 @@ def test_tensors_built_alike_do_not_share_what_is_written():
     buf = c._contiguous_buffer()
     c[2] = 6.0  # now the sole holder: written in place
     assert c._contiguous_buffer() is buf and c.tolist() == [0.0, 5.0, 6.0]
+
+
+# ---- values computed before a write keep the old values (torch's eager order); views see the new ones
+
+
+def test_a_value_computed_before_a_write_keeps_the_old_values():
+    w = Tensor([1.0, 2.0, 3.0]).contiguous().realize()
+    doubled = w * 2
+    prev = w.clone()
+    w += 1
+    w.realize()
+    assert doubled.tolist() == [2.0, 4.0, 6.0] and prev.tolist() == [1.0, 2.0, 3.0]
+    assert (w - prev).tolist() == [1.0, 1.0, 1.0]
+    for _ in range(3):  # a snapshot stays as it was through later writes
+        w.add_(1)
+        w.realize()
+    assert prev.tolist() == [1.0, 2.0, 3.0] and w.tolist() == [5.0, 6.0, 7.0]
+
+
+def test_views_of_a_written_tensor_read_its_new_values():
+    w = Tensor([1.0, 2.0, 3.0, 4.0]).contiguous().realize()
+    head, grid, cut, flipped = w[0:2], w.reshape(2, 2).T, w.detach(), w.flip(0)
+    w += 10
+    w.realize()
+    assert head.tolist() == [11.0, 12.0] and grid.tolist() == [[11.0, 13.0], [12.0, 14.0]]
+    assert cut.tolist() == [11.0, 12.0, 13.0, 14.0] and flipped.tolist() == [14.0, 13.0, 12.0, 11.0]
+
+
+def test_values_between_pending_writes_see_the_writes_before_them():
+    w = Tensor([1.0, 2.0]).contiguous().realize()
+    w.add_(1)  # pending
+    after_one = w * 10  # reads the first write's value
+    w.add_(1)
+    w.realize()
+    assert after_one.tolist() == [20.0, 30.0] and w.tolist() == [3.0, 4.0]
+
+
+def test_a_write_inside_another_graph_is_also_a_write():
+    """The write runs as part of another tensor's graph: values computed before it still get the old values."""
+    w = Tensor([1.0, 2.0]).contiguous().realize()
+    before = w + 0.5
+    w.add_(1)
+    through = w[0:1] * 3  # realizing this runs w's pending write
+    assert through.tolist() == [6.0]
+    assert before.tolist() == [1.5, 2.5] and w.tolist() == [2.0, 3.0]
+
+
+def test_the_model_output_read_after_the_optimizer_step_is_that_of_the_old_weights():
+    from boltgrad import nn, optim
+    from boltgrad.nn import functional as F
+
+    boltgrad.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = Tensor(rng.standard_normal((8, 5)).astype(np.float32)), Tensor(rng.integers(0, 3, 8))
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+    opt = optim.Adam(model.parameters(), lr=0.1)
+    weights = [p.numpy() for p in model.parameters()]
+    out = model(x)
+    loss = F.cross_entropy(out, y)
+    loss.backward()
+    opt.step()
+    assert not np.allclose(weights[0], model[0].weight.numpy())  # the step changed the weights
+    want = np.maximum(x.numpy() @ weights[0].T + weights[1], 0) @ weights[2].T + weights[3]
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_jitted_step_leaves_values_computed_before_it_as_they_were():
+    w = Tensor([1.0, 2.0]).contiguous().realize()
+
+    @boltgrad.jit
+    def step(x):
+        w.assign(w + x)
+        return (w * 1).realize()
+
+    snapshots = []
+    for i in range(5):  # a plain call, the recording, then replays
+        snapshots.append((w * 100, i))
+        step(Tensor([1.0, 1.0]))
+    assert step.captured is not None
+    for snap, i in snapshots:
+        assert snap.tolist() == [100.0 * (1 + i), 100.0 * (2 + i)]
+    assert w.tolist() == [6.0, 7.0]
+
+
+def test_the_list_of_lazy_tensors_stays_short():
+    from boltgrad import tensor_readers
+
+    x = Tensor([1.0]).contiguous().realize()
+    for _ in range(5000):
+        x * 2 + 1  # built and dropped, never realized
+    assert len(tensor_readers.tracked) <= 2 * 512

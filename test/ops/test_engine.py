@@ -52,8 +52,8 @@ def test_a_realized_value_is_reused_until_its_input_is_overwritten():
     boltgrad.stats.reset()
     assert z.tolist() == [5.0, 17.0]
     assert boltgrad.stats.kernels == 1  # z reads y's buffer rather than recomputing it
-    again = (w * 2).exp2() + 1
     w.assign(w + 1).realize()
+    again = (w * 2).exp2() + 1  # the same node as y's old graph: w's buffer is the same, its contents are not
     assert again.tolist() == [17.0, 65.0]  # w changed: the remembered value of y is stale, so it is recomputed
 
 

@@ -89,8 +89,10 @@ def test_assigned_values_stay_current_when_the_assign_s_schedule_is_reused():
         Tensor.realize_all([y, z])  # one schedule, the assign realized through z: y reads w before it
         assert y.tolist() == [2.0 * (1 + step), 2.0 * (2 + step)]
         assert z.tolist() == [5.0 * (2 + step), 5.0 * (3 + step)]
-        # the assign gave w a new version, which voids the record: tripled is computed again from the new w
-        assert later.tolist() == [3.0 * (2 + step) + 0.5, 3.0 * (3 + step) + 0.5]
+        # later, built before the assign, was computed with it from the old w (as torch computes it at once)
+        assert later.tolist() == [3.0 * (1 + step) + 0.5, 3.0 * (2 + step) + 0.5]
+        # the assign gave w a new version, which voids the record: tripled's graph built again reads the new w
+        assert (w * 3 + 0.5).tolist() == [3.0 * (2 + step) + 0.5, 3.0 * (3 + step) + 0.5]
         assert new.tolist() == [2.0 + step, 3.0 + step]  # still the ASSIGN node: reads the buffer, writes no more
 
 
