@@ -89,6 +89,35 @@ def test_batchnorm_eval_uses_running_statistics():
     check_module(theirs, ours, (2, 3, 2, 2))
 
 
+def test_batchnorm_running_statistics_come_from_the_weights_before_each_step():
+    """The running statistics are updated in the forward pass, from the weights of that step; the optimizer's
+    update, realized before they are read, must not change them (they are computed with it, from the old weights)."""
+    from boltgrad import optim
+    from boltgrad.nn import functional as F
+
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                 torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5))  # fmt: skip
+    ours = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)
+    )
+    for p, tp in zip(ours.parameters(), theirs.parameters()):
+        p.assign(Tensor(tp.detach().numpy())).realize()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 1, 6, 6)).astype(np.float32), rng.integers(0, 5, 8)
+    opt, topt = optim.SGD(ours.parameters(), lr=0.5), torch.optim.SGD(theirs.parameters(), lr=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(ours(Tensor(x)), Tensor(y)).backward()
+        opt.step()
+        topt.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), torch.tensor(y)).backward()
+        topt.step()
+    bn, tbn = ours[1], theirs[1]
+    np.testing.assert_allclose(bn.running_mean.numpy(), tbn.running_mean.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn.running_var.numpy(), tbn.running_var.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_embedding():
     torch.manual_seed(0)
     with batch():
