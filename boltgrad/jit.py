@@ -279,6 +279,7 @@ class JitFunction:
         inputs, bound, key = _flatten_args(args, kwargs)
         for t in inputs:
             if as_contiguous_buffer(t.node) is None:
+                t._base = None  # an input is read from a buffer of its own: a view of another tensor is copied
                 t.realize()
         Tensor.realize_all([t.contiguous() if as_contiguous_buffer(t.node) is None else t for t in inputs])
         signature = (key, tuple((t.shape, t.dtype, t.device) for t in inputs))
@@ -295,6 +296,8 @@ class JitFunction:
         out = self.fn(*args, **kwargs)
         tensors: list[Tensor] = []
         _collect(out, tensors)
+        for t in tensors:
+            t._base = None  # outputs are fresh tensors of their own: a view of another tensor is copied
         Tensor.realize_all(tensors)
         return out
 

@@ -41,6 +41,7 @@ from .tensor_reduce import ReduceMixin
 from .tensor_shared import settle, shared_view, write
 from .tensor_sort import SortMixin
 from .tensor_special import SpecialMixin
+from .tensor_views import is_view, rebase, shares_its_base, view_chain, write_through
 
 Scalar = bool | int | float
 
@@ -95,6 +96,10 @@ def unpack_values(raw: bytes | bytearray, dtype: DType) -> list[Any]:
     return memoryview(raw).cast(dtype.fmt).tolist()
 
 
+def _views_its_base(t: Tensor) -> bool:
+    return t._base is not None and view_chain(t) is not None
+
+
 def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
     if not shape:
         return flat[0]
@@ -124,7 +129,7 @@ class Tensor(
 ):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
-    __slots__ = ("node", "_leaf_grad", "grad", "__weakref__")
+    __slots__ = ("node", "_leaf_grad", "grad", "_base", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(
@@ -160,6 +165,7 @@ class Tensor(
         self.node: Node = node
         self._leaf_grad = False
         self.grad: Tensor | None = None
+        self._base: Tensor | None = None  # the tensor this one is a view of (tensor_views.py)
         if requires_grad:
             self.requires_grad = True
 
@@ -171,6 +177,7 @@ class Tensor(
         t.node = node
         t._leaf_grad = False
         t.grad = None
+        t._base = None
         _track_ref(weakref.ref(t))  # (tensor_readers.track, inlined: this runs for every op)
         if len(tracked) > tensor_readers.prune_past:
             tensor_readers.live_lazy()  # (prunes the list)
@@ -193,6 +200,7 @@ class Tensor(
             # a leaf is known by its node, so it needs a buffer of its own (two zeros(3) are one node)
             if as_contiguous_buffer(self.node) is None and shared_view(self) is None:
                 self.node = self.contiguous().node
+                self._base = None  # a copy of its own
                 self.realize()
             autograd.register_leaf(self.node, self)
         elif not flag and self._leaf_grad:
@@ -208,8 +216,37 @@ class Tensor(
         return self._leaf_grad or not self.requires_grad
 
     def detach(self) -> Tensor:
-        """The same value, cut off from the graph: no gradient flows through it."""
-        return Tensor._from_node(Node(Op.DETACH, self.dtype, (self.node,)))
+        """The same value, cut off from the graph: no gradient flows through it. A view: it shares this tensor's
+        memory (an in-place write to it writes this tensor)."""
+        out = Tensor._from_node(Node(Op.DETACH, self.dtype, (self.node,)))
+        out._base = self._base if self._base is not None else self
+        return out
+
+    @property
+    def data(self) -> Tensor:
+        """This tensor's values outside autograd: a view, as ``detach()`` (``p.data.mul_(0.5)`` writes ``p``)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        """``p.data = t``: p takes t's values (a copy; torch shares t's memory), its shape and dtype included;
+        a leaf stays the same leaf."""
+        if isinstance(value, Tensor) and value._base is self and value.shape == self.shape and is_view(value.node):
+            if view_chain(value) is not None:  # p.data -= x: the view of p's own memory was written in place
+                return
+        src = value.detach() if isinstance(value, Tensor) else Tensor(value, device=self.device)
+        if src.shape == self.shape and src.dtype == self.dtype and src.device == self.device:
+            with autograd.no_grad():
+                self.assign(src).realize()
+            return
+        fresh = src.contiguous().realize()
+        leaf = self._leaf_grad
+        if leaf:
+            self.requires_grad = False  # a leaf is known by its node: forget the old one...
+        self.node = fresh.node
+        self._base = None
+        if leaf:
+            self.requires_grad = True  # ...and register the new one
 
     def backward(self, gradient: Tensor | None = None) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad (lazily)."""
@@ -294,6 +331,12 @@ class Tensor(
     @staticmethod
     def realize_all(tensors: Sequence[Tensor]) -> None:
         tensors = [*tensors, *autograd.take_pending_roots()]  # a loss goes with its gradients (autograd.py)
+        # a view of another tensor stays that view (tensor_views.py): its base is realized in its place
+        views = [(t, chain) for t in tensors if t._base is not None and (chain := view_chain(t)) is not None]
+        if views:
+            viewed = {id(t) for t, _ in views}
+            bases = {id(t._base): t._base for t, _ in views}  # type: ignore[misc]
+            tensors = [t for t in tensors if id(t) not in viewed and id(t) not in bases] + list(bases.values())
         # a view of a shared buffer (tensor_shared.py) stays that view: realized, it only writes what is pending
         settled = [(t, r) for t in tensors if (r := shared_view(t)) is not None]
         if settled:
@@ -306,10 +349,12 @@ class Tensor(
         if not todo:
             for t, r in settled:
                 settle(t, r)
+            for t, chain in views:
+                rebase(t, chain)
             return
         # lazy graphs that read what this overwrites are computed with it, from the old values (tensor_readers.py);
-        # a view of a shared buffer is a view, which reads the new ones
-        todo += [t for t in readers_of_batch(todo) if shared_view(t) is None]
+        # a view (of a tensor, of a shared buffer) reads the new ones
+        todo += [t for t in readers_of_batch(todo) if shared_view(t) is None and not _views_its_base(t)]
         computed = [t.node for t in todo if t.node.op is not Op.ASSIGN]
         # one walk of the graph serves the versions of its reads and the schedule (when nothing is assigned)
         order = toposort(computed) if len(computed) == len(todo) else None
@@ -336,11 +381,13 @@ class Tensor(
             _holders.setdefault(buf, {})[id(t)] = weakref.ref(t)
         for t, r in settled:
             settle(t, r)
+        for t, chain in views:
+            rebase(t, chain)
 
     def _contiguous_buffer(self) -> Buffer:
         self.realize()
         buf_node = as_contiguous_buffer(self.node)
-        if buf_node is None:  # a view of a shared buffer stays one: read a copy
+        if buf_node is None:  # a view (of a tensor, or of a shared buffer) stays one: read a copy
             return self.detach().contiguous()._contiguous_buffer()
         return buf_node.arg
 
@@ -423,6 +470,11 @@ class Tensor(
         if (record := shared_view(self)) is not None:
             write(self, record, src)
             return self
+        if self._base is not None and (chain := view_chain(self)) is not None:
+            if shares_its_base(self):
+                write_through(self, src, chain)  # a view: the write goes to its base's memory, now
+                return self
+            self._base = None  # the only way to that memory: its own, written as any tensor's
         self._own_memory()
         old = self.node
         self.node = Node(Op.ASSIGN, self.dtype, (old, src.node))
@@ -457,13 +509,23 @@ class Tensor(
         if src.device != self.device:
             raise RuntimeError(f"assign_at: value is on {src.device} but the tensor is on {self.device}")
         src = src.reshape(block).cast(self.dtype)
-        if (record := shared_view(self)) is not None:  # the whole view is written, the block selected into it
+        viewing = self._base is not None and view_chain(self) is not None
+        if viewing and not shares_its_base(self):
+            viewing, self._base = False, None  # the only way to that memory: its own (see assign)
+        record = shared_view(self)
+        if record is not None or viewing:
+            # a view (of a shared buffer, of a tensor): the whole view is written, the block selected into it
             if any(isinstance(st, Tensor) for st in starts):
-                raise NotImplementedError("assign_at: starts given as tensors on a view of a shared buffer (an "
-                                          "optimizer's parameter); pass ints")  # fmt: skip
+                raise NotImplementedError("assign_at: starts given as tensors on a view (of a tensor, or of an "
+                                          "optimizer's parameter in its shared buffer); pass ints")  # fmt: skip
             pads = [(st, full - st - size) for st, size, full in zip(starts, block, self.shape)]
             inside = Tensor.ones(*block, dtype=dtypes.bool_, device=self.device).pad(pads)
-            write(self, record, src.pad(pads).where(inside, self.detach()))
+            merged = src.pad(pads).where(inside, self.detach())
+            if record is not None:
+                write(self, record, merged)
+            else:
+                with autograd.no_grad():
+                    self.assign(merged)
             return self
         self._own_memory()
         dynamic = tuple(st.cast(dtypes.int64).node for st in starts if isinstance(st, Tensor))

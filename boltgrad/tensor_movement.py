@@ -47,7 +47,10 @@ class MovementMixin:
 
     def _view(self, op: Op, arg: Any) -> Tensor:
         node = self.node
-        return self._from_node(Node(op, node.dtype, (node,), arg))  # type: ignore[attr-defined]
+        out = self._from_node(Node(op, node.dtype, (node,), arg))  # type: ignore[attr-defined]
+        base = self._base  # type: ignore[attr-defined]
+        out._base = base if base is not None else self  # a view of this tensor's memory (tensor_views.py)
+        return out
 
     def reshape(self, *shape: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
@@ -245,7 +248,8 @@ class MovementMixin:
     def repeat(self, *sizes: Any) -> Tensor:
         """Tile the tensor ``sizes[i]`` times along dim i (``sizes`` may have more dims than the tensor).
 
-        A view: each dim becomes a broadcast of a new leading axis, then the two are merged.
+        Each dim becomes a broadcast of a new leading axis, then the two are merged: index arithmetic, no copy,
+        though not a view (a write to it does not change this tensor, as in torch).
         """
         me: Tensor = self  # type: ignore[assignment]
         reps = _shape_arg(sizes)
@@ -256,7 +260,9 @@ class MovementMixin:
         shape = (1,) * (len(reps) - me.ndim) + me.shape
         paired = me.reshape([v for s in shape for v in (1, s)])  # (1, s0, 1, s1, ...)
         tiled = paired.expand([v for r, s in zip(reps, shape) for v in (r, s)])  # (r0, s0, r1, s1, ...)
-        return tiled.reshape([r * s for r, s in zip(reps, shape)])
+        out = tiled.reshape([r * s for r, s in zip(reps, shape)])
+        out._base = None  # type: ignore[attr-defined]  # a value of its own, as torch's copy: writable
+        return out
 
     def tile(self, *dims: Any) -> Tensor:
         """``repeat``, except that fewer sizes than dims repeat the last dims (missing sizes count as 1)."""

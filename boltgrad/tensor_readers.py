@@ -12,7 +12,7 @@ that overwrites a buffer (an ASSIGN in its graph) therefore first finds the live
 that buffer and realizes them in the same schedule, which runs every read of a buffer before the write. A jit
 replay, which writes without a realize, asks the same before it runs.
 
-A *view* of a buffer (movement ops and ``detach()`` of it: ``w[0]``, ``w.T``) is not a value of its own: as in
+A *view* of a buffer (``w[0]``, ``w.T``, ``w.detach()``: ``tensor_views.py``) is not a value of its own: as in
 PyTorch it reads the buffer's current contents, so it is left alone.
 
 The live tensors that may hold a lazy graph are kept weakly in a list: every op's result and every tensor an
@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from .device.buffer import Buffer
 from .ir.node import Node, toposort
-from .ir.ops import MOVEMENT, Op
+from .ir.ops import Op
+from .tensor_views import is_view
 
 if TYPE_CHECKING:
     from .tensor import Tensor
-
-_VIEW_OPS = MOVEMENT | {Op.DETACH}
 
 tracked: list[weakref.ref] = []
 prune_past = 512  # prune when the list is longer: twice its length after the last pruning, and at least 512
@@ -44,13 +43,6 @@ def track(t: Any) -> None:
     tracked.append(weakref.ref(t))
     if len(tracked) > prune_past:
         live_lazy()
-
-
-def is_view(node: Node) -> bool:
-    """True for a buffer seen through movement ops and ``detach()``: its value is the buffer's current one."""
-    while node.op in _VIEW_OPS:
-        node = node.src[0]
-    return node.op is Op.BUFFER
 
 
 def live_lazy() -> list[Tensor]:

@@ -8,10 +8,10 @@ its module holds, now a view of its slice of that buffer::
     share(w, flat, 0)
     share(b, flat, w.numel())
 
-A shared view differs from an ordinary view in two ways. Realizing it (``.numpy()``, ``.item()``) reads a copy but
-keeps the view: an ordinary realized tensor swaps its graph for a buffer of its own, which the next update of the
-shared buffer would not reach. And ``assign`` writes the view's block of the shared buffer (a block write), so an
-in-place change (``load_state_dict``, ``nn.init``, ``with no_grad(): w.add_(...)``) lands where the owner of the
+A shared view is a view of memory that no tensor owns (a view of a tensor is ``tensor_views.py``'s). Realizing it
+(``.numpy()``, ``.item()``) reads a copy but keeps the view: a computed tensor realized swaps its graph for a buffer
+of its own, which the next update of the shared buffer would not reach. And ``assign`` writes the view's block of
+the shared buffer (a block write), so an in-place change (``load_state_dict``, ``nn.init``, ``with no_grad(): w.add_(...)``) lands where the owner of the
 buffer reads it. A tensor whose graph is replaced some other way (``Module.to`` moving it to another device) stops
 being a shared view; the owner finds that out with ``shared_view`` and copies it back or gives up sharing.
 """
@@ -67,6 +67,7 @@ def share(t: Tensor, whole: Tensor, offset: int) -> None:
         autograd.unregister_leaf(t.node)
         autograd.register_leaf(record.view, t)
     t.node = record.view
+    t._base = None  # a view of the shared buffer now, and of nothing else
     _shared[id(t)] = record
 
 

@@ -414,6 +414,7 @@ def _move(t: Tensor, device: str | None, dtype: Any) -> None:
     if leaf:
         t.requires_grad = False  # a leaf is known by its node: forget the old one...
     t.node = moved.node
+    t._base = None  # a copy of its own
     if leaf:
         t.requires_grad = True  # ...and register the new one
     if t.grad is not None:

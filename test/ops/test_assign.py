@@ -168,7 +168,8 @@ def test_views_of_a_written_tensor_read_its_new_values():
     w += 10
     w.realize()
     assert head.tolist() == [11.0, 12.0] and grid.tolist() == [[11.0, 13.0], [12.0, 14.0]]
-    assert cut.tolist() == [11.0, 12.0, 13.0, 14.0] and flipped.tolist() == [14.0, 13.0, 12.0, 11.0]
+    assert cut.tolist() == [11.0, 12.0, 13.0, 14.0]
+    assert flipped.tolist() == [4.0, 3.0, 2.0, 1.0]  # flip is a copy (as in torch): computed before the write
 
 
 def test_values_between_pending_writes_see_the_writes_before_them():
@@ -234,3 +235,63 @@ def test_the_list_of_lazy_tensors_stays_short():
     for _ in range(5000):
         x * 2 + 1  # built and dropped, never realized
     assert len(tensor_readers.tracked) <= 2 * 512
+
+
+# ---- writes through views (torch's aliasing): x[0], x.T, reshape, detach, .data
+
+
+def test_an_in_place_write_to_a_view_writes_its_base():
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4))
+    want = np.arange(12, dtype=np.float32).reshape(3, 4)
+    row = x[1]
+    row += 100  # a view: x's row 1
+    want[1] += 100
+    x.T[3, 0] = -1.0  # x[0, 3]
+    want[0, 3] = -1
+    col = x[:, 2]
+    col.mul_(2)
+    want[:, 2] *= 2
+    x.detach().reshape(12)[5:7].zero_()
+    want.reshape(12)[5:7] = 0
+    np.testing.assert_array_equal(x.numpy(), want)
+    np.testing.assert_array_equal(row.numpy(), want[1])  # and the views show the base
+    np.testing.assert_array_equal(col.numpy(), want[:, 2])
+    x += 1  # a write to the base: its views show it too
+    np.testing.assert_array_equal(row.numpy(), want[1] + 1)
+
+
+def test_data_is_a_view_outside_autograd():
+    p = Tensor([1.0, 2.0], requires_grad=True)
+    ema = Tensor([0.0, 0.0])
+    p.data.mul_(3)
+    ema.data.mul_(0.5).add_(p.data, alpha=0.5)  # the EMA idiom
+    assert p.tolist() == [3.0, 6.0] and ema.tolist() == [1.5, 3.0]
+    p.data -= 1  # p.data = p.data.__isub__(1): the view was written, the setter keeps it
+    assert p.tolist() == [2.0, 5.0] and p.is_leaf and p.requires_grad
+    p.data = Tensor([7.0, 8.0, 9.0])  # another shape: p takes it, and stays the same leaf
+    (p * p).sum().backward()
+    assert p.tolist() == [7.0, 8.0, 9.0] and p.grad.tolist() == [14.0, 16.0, 18.0]
+
+
+def test_copies_are_not_views_and_expanded_views_refuse_writes():
+    x = Tensor([1.0, 2.0, 3.0, 4.0]).contiguous().realize()
+    for copy in (x[::2], x.flip(0), x.repeat(2), x.pad((1, 1)), x * 1):
+        copy += 10
+    assert x.tolist() == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(RuntimeError, match="expands its base"):
+        x[0:1].expand(3).add_(1)
+    fresh = Tensor.full((4,), 2.0)  # a constant broadcast has no memory: not a view of anything
+    fresh += 1
+    assert fresh.tolist() == [3.0] * 4
+
+
+def test_a_view_realized_stays_a_view_and_two_views_alias():
+    x = Tensor([1.0, 2.0, 3.0, 4.0]).contiguous().realize()
+    a, b = x[0:2], x[1:3]
+    assert a.tolist() == [1.0, 2.0] and b.tolist() == [2.0, 3.0]  # read: still views
+    a += 10
+    assert b.tolist() == [12.0, 3.0] and x.tolist() == [11.0, 12.0, 3.0, 4.0]
+    shared = (x * 1).realize()
+    twin = (x * 1).realize()  # an equal graph: one buffer for both, until one is written
+    shared[0:1].fill_(0.0)
+    assert shared.tolist() == [0.0, 12.0, 3.0, 4.0] and twin.tolist() == [11.0, 12.0, 3.0, 4.0]
