@@ -336,7 +336,8 @@ class IndexMixin:
         and written with ``assign``. With duplicate advanced indices the last value wins (torch leaves it
         unspecified). Costs as for reading, with n the size of the indexed dims; ``x[mask] = scalar`` does
         not realize the mask. ``x[i]`` with basic indices is a view, as in torch: ``x[i] += 1`` and ``v = x[i];
-        v += 1`` both write x (``tensor_views.py``). When the value requires grad, the write is recorded in the graph instead (torch's semantics).
+        v += 1`` both write x (``tensor_views.py``). When the value requires grad, the write is recorded in the
+        graph instead (torch's semantics).
         """
         me: Tensor = self  # type: ignore[assignment]
         block = _basic_block(me, index)

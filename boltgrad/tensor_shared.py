@@ -11,9 +11,10 @@ its module holds, now a view of its slice of that buffer::
 A shared view is a view of memory that no tensor owns (a view of a tensor is ``tensor_views.py``'s). Realizing it
 (``.numpy()``, ``.item()``) reads a copy but keeps the view: a computed tensor realized swaps its graph for a buffer
 of its own, which the next update of the shared buffer would not reach. And ``assign`` writes the view's block of
-the shared buffer (a block write), so an in-place change (``load_state_dict``, ``nn.init``, ``with no_grad(): w.add_(...)``) lands where the owner of the
-buffer reads it. A tensor whose graph is replaced some other way (``Module.to`` moving it to another device) stops
-being a shared view; the owner finds that out with ``shared_view`` and copies it back or gives up sharing.
+the shared buffer (a block write), so an in-place change (``load_state_dict``, ``nn.init``, ``with no_grad():
+w.add_(...)``) lands where the owner of the buffer reads it. A tensor whose graph is replaced some other way
+(``Module.to`` moving it to another device) stops being a shared view; the owner finds that out with
+``shared_view`` and copies it back or gives up sharing.
 """
 
 from __future__ import annotations
