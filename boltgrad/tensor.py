@@ -41,7 +41,7 @@ from .tensor_reduce import ReduceMixin
 from .tensor_shared import settle, shared_view, write
 from .tensor_sort import SortMixin
 from .tensor_special import SpecialMixin
-from .tensor_views import is_view, rebase, shares_its_base, view_chain, write_through
+from .tensor_views import rebase, shares_its_base, view_chain, write_through
 
 Scalar = bool | int | float
 
@@ -231,8 +231,8 @@ class Tensor(
     def data(self, value: Any) -> None:
         """``p.data = t``: p takes t's values (a copy; torch shares t's memory), its shape and dtype included;
         a leaf stays the same leaf."""
-        if isinstance(value, Tensor) and value._base is self and value.shape == self.shape and is_view(value.node):
-            if view_chain(value) is not None:  # p.data -= x: the view of p's own memory was written in place
+        if isinstance(value, Tensor) and value._base is self and (chain := view_chain(value)) is not None:
+            if all(n.op is Op.DETACH for n in chain):  # p.data -= x: p's data was written in place, through the view
                 return
         src = value.detach() if isinstance(value, Tensor) else Tensor(value, device=self.device)
         if src.shape == self.shape and src.dtype == self.dtype and src.device == self.device:

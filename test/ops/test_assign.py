@@ -268,6 +268,8 @@ def test_data_is_a_view_outside_autograd():
     assert p.tolist() == [3.0, 6.0] and ema.tolist() == [1.5, 3.0]
     p.data -= 1  # p.data = p.data.__isub__(1): the view was written, the setter keeps it
     assert p.tolist() == [2.0, 5.0] and p.is_leaf and p.requires_grad
+    p.data = p.data.flip(0)  # a view of p's own memory that is not p's values: they are written
+    assert p.tolist() == [5.0, 2.0]
     p.data = Tensor([7.0, 8.0, 9.0])  # another shape: p takes it, and stays the same leaf
     (p * p).sum().backward()
     assert p.tolist() == [7.0, 8.0, 9.0] and p.grad.tolist() == [14.0, 16.0, 18.0]
