@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .device.buffer import Buffer
 from .ir.node import Node, toposort
 from .ir.ops import Op
-from .tensor_views import is_view
+from .tensor_views import is_view, memory_of
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -59,15 +59,7 @@ def live_lazy() -> list[Tensor]:
 
 def written_buffers(order: Iterable[Node]) -> set[int]:
     """The ids of the buffers the ASSIGNs among ``order`` (a graph's nodes) overwrite."""
-    written = set()
-    for n in order:
-        if n.op is Op.ASSIGN:
-            target = n.src[0]
-            while target.op is not Op.BUFFER and target.src:  # movement ops, earlier assigns of the same buffer
-                target = target.src[0]
-            if target.op is Op.BUFFER:
-                written.add(id(target.arg))
-    return written
+    return {id(m) for n in order if n.op is Op.ASSIGN and (m := memory_of(n.src[0])) is not None}
 
 
 def readers_of_batch(todo: list[Tensor]) -> list[Tensor]:

@@ -45,7 +45,7 @@ def view_chain(view: Tensor) -> list[Node] | None:
     base = view._base
     if base is None:
         return None
-    memory = _memory(base.node)
+    memory = memory_of(base.node)
     if memory is None and shared_view(base) is None:
         # the base has no memory (yet): a constant broadcast (``full``), a value not computed. Its views are values
         return None
@@ -54,7 +54,7 @@ def view_chain(view: Tensor) -> list[Node] | None:
         if node is base.node:
             return chain
         # a view made before the base's memory was written (an assign, pending or realized) still shows it
-        if memory is not None and node.shape == base.shape and _memory(node) is memory:
+        if memory is not None and node.shape == base.shape and memory_of(node) is memory:
             return chain
         if node.op not in VIEW_OPS:
             return None
@@ -62,7 +62,7 @@ def view_chain(view: Tensor) -> list[Node] | None:
         node = node.src[0]
 
 
-def _memory(node: Node) -> object | None:
+def memory_of(node: Node) -> object | None:
     """The buffer a node is the whole of (through reshapes, and assigns to it), or None."""
     while node.op in (Op.RESHAPE, Op.ASSIGN):
         node = node.src[0]
