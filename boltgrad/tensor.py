@@ -96,10 +96,6 @@ def unpack_values(raw: bytes | bytearray, dtype: DType) -> list[Any]:
     return memoryview(raw).cast(dtype.fmt).tolist()
 
 
-def _views_its_base(t: Tensor) -> bool:
-    return t._base is not None and view_chain(t) is not None
-
-
 def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
     if not shape:
         return flat[0]
@@ -352,12 +348,14 @@ class Tensor(
             for t, chain in views:
                 rebase(t, chain)
             return
-        # lazy graphs that read what this overwrites are computed with it, from the old values (tensor_readers.py);
-        # a view (of a tensor, of a shared buffer) reads the new ones
-        todo += [t for t in readers_of_batch(todo) if shared_view(t) is None and not _views_its_base(t)]
         computed = [t.node for t in todo if t.node.op is not Op.ASSIGN]
         # one walk of the graph serves the versions of its reads and the schedule (when nothing is assigned)
         order = toposort(computed) if len(computed) == len(todo) else None
+        # lazy values that read what this overwrites are computed with it, from the old values (tensor_readers.py)
+        if readers := readers_of_batch(todo, order):
+            todo += readers
+            computed = [t.node for t in todo if t.node.op is not Op.ASSIGN]
+            order = toposort(computed) if len(computed) == len(todo) else None
         reads = dict(zip(computed, input_versions(computed, order)))
         versions = [reads.get(t.node, ()) for t in todo]
         out = engine_realize([t.node for t in todo], order)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .device.buffer import Buffer
 from .ir.node import Node, toposort
 from .ir.ops import Op
-from .tensor_views import is_view, memory_of
+from .tensor_views import aliases, is_view, memory_of
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -62,21 +62,26 @@ def written_buffers(order: Iterable[Node]) -> set[int]:
     return {id(m) for n in order if n.op is Op.ASSIGN and (m := memory_of(n.src[0])) is not None}
 
 
-def readers_of_batch(todo: list[Tensor]) -> list[Tensor]:
-    """The live lazy tensors outside ``todo`` whose graphs read a buffer that realizing ``todo`` overwrites."""
-    if not tracked:
-        return []
+def readers_of_batch(todo: list[Tensor], order: list[Node] | None = None) -> list[Tensor]:
+    """The live lazy tensors outside ``todo`` whose graphs read a buffer that realizing ``todo`` overwrites;
+    ``order`` is the toposort of ``todo``'s nodes where the caller has it."""
     skip = {id(t) for t in todo}
-    candidates = [t for t in live_lazy() if id(t) not in skip]
+    candidates = [t for t in _values() if id(t) not in skip]
     if not candidates:
         return []
-    return _reading(candidates, written_buffers(toposort([t.node for t in todo])))
+    return _reading(candidates, written_buffers(toposort([t.node for t in todo]) if order is None else order))
 
 
 def readers_of(buffers: Iterable[Buffer]) -> list[Tensor]:
     """The live lazy tensors whose graphs read one of ``buffers`` (a jit replay's writes)."""
-    candidates = live_lazy()
+    candidates = _values()
     return _reading(candidates, {id(b) for b in buffers}) if candidates else []
+
+
+def _values() -> list[Tensor]:
+    """The live lazy tensors that are values of their own: a view (of a tensor, of a shared buffer) is not, it
+    reads what is written."""
+    return [t for t in live_lazy() if not aliases(t)]
 
 
 def _reading(candidates: list[Tensor], written: set[int]) -> list[Tensor]:

@@ -69,6 +69,11 @@ def memory_of(node: Node) -> object | None:
     return node.arg if node.op is Op.BUFFER else None
 
 
+def aliases(t: Tensor) -> bool:
+    """Whether ``t`` shows memory it does not own: a view of a tensor (above), or of an optimizer's shared buffer."""
+    return shared_view(t) is not None or (t._base is not None and view_chain(t) is not None)
+
+
 def shares_its_base(view: Tensor) -> bool:
     """Whether anything but ``view`` holds its base: the tensor it was made from, or another view of it. When
     nothing does (``Tensor(buffer).reshape(shape)``: the base was a step of making this tensor), nobody could see a
