@@ -12,8 +12,6 @@ Every operation is written with the graph's primitives; a backend never sees any
 
 from __future__ import annotations
 
-import array
-import struct
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -24,13 +22,14 @@ from .device.registry import Device_, canonicalize
 from .engine.realize import realize as engine_realize
 from .helpers import prod
 from .ir import dtypes
-from .ir.dtypes import DType, bf16_bits_to_float, bfloat16, float_to_bf16_bits, to_dtype
+from .ir.dtypes import DType, bfloat16, to_dtype
 from .ir.node import Node, toposort
 from .ir.ops import Op
 from .schedule.materialize import as_contiguous_buffer
 from .schedule.realized import buffer_view, input_versions, record_realized
 from .tensor_create import CreationMixin
 from .tensor_gather import GatherMixin
+from .tensor_host import from_numpy, infer_list, list_dtype, nest, pack_values, unpack_values
 from .tensor_index import IndexMixin
 from .tensor_inplace import InplaceMixin
 from .tensor_math import MathMixin
@@ -44,65 +43,6 @@ from .tensor_special import SpecialMixin
 from .tensor_views import rebase, shares_its_base, view_chain, write_through
 
 Scalar = bool | int | float
-
-
-def _infer_list(data: Any) -> tuple[tuple[int, ...], list[Any]]:
-    """Shape and flat values of a nested list, checking that it is rectangular."""
-    if isinstance(data, list | tuple):
-        if len(data) == 0:
-            return (0,), []
-        parts = [_infer_list(x) for x in data]
-        shape0 = parts[0][0]
-        for p in parts:
-            if p[0] != shape0:
-                raise ValueError(f"Tensor: ragged nested sequence: found shapes {shape0} and {p[0]} at one level")
-        return (len(data),) + shape0, [v for p in parts for v in p[1]]
-    if hasattr(data, "item") and hasattr(data, "dtype") and getattr(data, "shape", None) == ():
-        data = data.item()  # numpy/torch scalars inside lists
-    if not isinstance(data, bool | int | float):
-        raise TypeError(f"Tensor: cannot build a tensor from an element of type {type(data).__name__}")
-    return (), [data]
-
-
-def _list_dtype(values: list[Any]) -> DType:
-    if any(isinstance(v, float) for v in values):
-        return dtypes.default_float
-    if values and all(isinstance(v, bool) for v in values):
-        return dtypes.bool_
-    if not values:
-        return dtypes.default_float
-    return dtypes.default_int
-
-
-def pack_values(values: list[Any], dtype: DType) -> bytes:
-    """Python scalars -> the bytes of a buffer of ``dtype`` (ints wrap, as a cast would)."""
-    if dtype == bfloat16:
-        return array.array("H", [float_to_bf16_bits(float(v)) for v in values]).tobytes()
-    if dtype == dtypes.bool_:
-        return bytes(1 if v else 0 for v in values)
-    conv = [dtypes.cast_scalar(v, dtype) for v in values]
-    if dtype == dtypes.float16:
-        return struct.pack(f"<{len(conv)}e", *conv)
-    return array.array(dtype.fmt, conv).tobytes()
-
-
-def unpack_values(raw: bytes | bytearray, dtype: DType) -> list[Any]:
-    if dtype == bfloat16:
-        return [bf16_bits_to_float(b) for b in memoryview(raw).cast("H")]
-    if dtype == dtypes.bool_:
-        return [bool(b) for b in raw]
-    if dtype == dtypes.float16:  # memoryview cannot cast to "e"
-        return list(struct.unpack(f"<{len(raw) // 2}e", raw))
-    return memoryview(raw).cast(dtype.fmt).tolist()
-
-
-def _nest(flat: list[Any], shape: tuple[int, ...]) -> Any:
-    if not shape:
-        return flat[0]
-    if len(shape) == 1:
-        return flat
-    step = prod(shape[1:])
-    return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 # the tensors that a realize handed each buffer to (see Tensor._own_memory)
@@ -144,7 +84,7 @@ class Tensor(
             node = data.node if want is None else data.cast(want).node
             track(self)
         elif type(data).__module__ == "numpy" or type(data).__name__ == "ndarray":
-            node = _from_numpy(data, dev, want)
+            node = from_numpy(data, dev, want)
         elif isinstance(data, bytes | bytearray | memoryview):
             dt = want or dtypes.uint8
             raw = memoryview(data).cast("B")  # copied once, into the buffer (a weight can be tens of megabytes)
@@ -153,8 +93,8 @@ class Tensor(
             buf = Buffer(dev, len(raw) // dt.itemsize, dt).copyin(raw)
             node = Node(Op.BUFFER, dt, (), buf)
         else:
-            shape, values = _infer_list(data)
-            dt = want or (_list_dtype(values) if shape else dtypes.to_dtype(type(values[0])))
+            shape, values = infer_list(data)
+            dt = want or (list_dtype(values) if shape else dtypes.to_dtype(type(values[0])))
             buf = Buffer(dev, len(values), dt)
             buf.copyin(pack_values(values, dt))
             node = buffer_view(Node(Op.BUFFER, dt, (), buf), shape)
@@ -395,7 +335,7 @@ class Tensor(
         return self._contiguous_buffer().copyout()
 
     def tolist(self) -> Any:
-        return _nest(unpack_values(self._raw(), self.dtype), self.shape)
+        return nest(unpack_values(self._raw(), self.dtype), self.shape)
 
     def item(self) -> Scalar:
         if self.numel() != 1:
@@ -604,24 +544,6 @@ class Tensor(
 
     def bool(self) -> Tensor:
         return self.cast(dtypes.bool_)
-
-
-def _from_numpy(arr: Any, device: str, want: DType | None) -> Node:
-    import numpy as np
-
-    shape = np.shape(arr)
-    arr = np.ascontiguousarray(arr).reshape(shape)  # ascontiguousarray turns 0-d into 1-d
-    if not arr.dtype.isnative:  # big-endian data (from a file written elsewhere): the bytes are copied as they are
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    name = "bool" if arr.dtype == np.bool_ else arr.dtype.name
-    if name not in dtypes.BY_NAME:
-        raise TypeError(f"Tensor: numpy dtype {arr.dtype} is not supported; use one of {list(dtypes.BY_NAME)}")
-    dt = dtypes.BY_NAME[name]
-    buf = Buffer(device, arr.size, dt)
-    if arr.size:
-        buf.copyin(memoryview(arr))  # (arr.tobytes() would copy it once more first)
-    node = buffer_view(Node(Op.BUFFER, dt, (), buf), tuple(arr.shape))
-    return node if want is None or want == dt else Node(Op.CAST, want, (node,))
 
 
 def zeroed(shape: tuple[int, ...], dtype: DType, device: str | None = None) -> Tensor:
