@@ -40,7 +40,8 @@ from .tensor_reduce import ReduceMixin
 from .tensor_shared import settle, shared_view, write
 from .tensor_sort import SortMixin
 from .tensor_special import SpecialMixin
-from .tensor_views import rebase, shares_its_base, view_chain, write_through
+from .tensor_views import follow, has_memory, register, shares_its_base, view_chain
+from .tensor_views import write as write_view
 
 Scalar = bool | int | float
 
@@ -65,7 +66,7 @@ class Tensor(
 ):
     """A multi-dimensional array whose operations are recorded lazily and compiled into fused kernels."""
 
-    __slots__ = ("node", "_leaf_grad", "grad", "_base", "__weakref__")
+    __slots__ = ("node", "_leaf_grad", "grad", "_base", "_views", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(
@@ -77,12 +78,11 @@ class Tensor(
     ):
         want = to_dtype(dtype) if dtype is not None else None
         dev = Device_.canonicalize(device)
+        lazy = isinstance(data, Node | Tensor)  # a graph, maybe: tracked for the writes to come (tensor_readers.py)
         if isinstance(data, Node):
             node = data
-            track(self)
         elif isinstance(data, Tensor):
             node = data.node if want is None else data.cast(want).node
-            track(self)
         elif type(data).__module__ == "numpy" or type(data).__name__ == "ndarray":
             node = from_numpy(data, dev, want)
         elif isinstance(data, bytes | bytearray | memoryview):
@@ -102,6 +102,9 @@ class Tensor(
         self._leaf_grad = False
         self.grad: Tensor | None = None
         self._base: Tensor | None = None  # the tensor this one is a view of (tensor_views.py)
+        self._views: list[weakref.ref] | None = None  # this tensor's views, weakly (tensor_views.py)
+        if lazy:
+            track(self)
         if requires_grad:
             self.requires_grad = True
 
@@ -113,7 +116,7 @@ class Tensor(
         t.node = node
         t._leaf_grad = False
         t.grad = None
-        t._base = None
+        t._base = t._views = None
         _track_ref(weakref.ref(t))  # (tensor_readers.track, inlined: this runs for every op)
         if len(tracked) > tensor_readers.prune_past:
             tensor_readers.live_lazy()  # (prunes the list)
@@ -135,8 +138,8 @@ class Tensor(
                 raise RuntimeError("requires_grad can only be set on a leaf; call .detach() first")
             # a leaf is known by its node, so it needs a buffer of its own (two zeros(3) are one node)
             if as_contiguous_buffer(self.node) is None and shared_view(self) is None:
-                self.node = self.contiguous().node
                 self._base = None  # a copy of its own
+                self._set_node(self.contiguous().node)
                 self.realize()
             autograd.register_leaf(self.node, self)
         elif not flag and self._leaf_grad:
@@ -155,7 +158,7 @@ class Tensor(
         """The same value, cut off from the graph: no gradient flows through it. A view: it shares this tensor's
         memory (an in-place write to it writes this tensor)."""
         out = Tensor._from_node(Node(Op.DETACH, self.dtype, (self.node,)))
-        out._base = self._base if self._base is not None else self
+        register(out, self._base if self._base is not None else self)
         return out
 
     @property
@@ -179,8 +182,8 @@ class Tensor(
         leaf = self._leaf_grad
         if leaf:
             self.requires_grad = False  # a leaf is known by its node: forget the old one...
-        self.node = fresh.node
         self._base = None
+        self._set_node(fresh.node)  # (its views, of another shape, dtype or device, keep the old values)
         if leaf:
             self.requires_grad = True  # ...and register the new one
 
@@ -267,12 +270,17 @@ class Tensor(
     @staticmethod
     def realize_all(tensors: Sequence[Tensor]) -> None:
         tensors = [*tensors, *autograd.take_pending_roots()]  # a loss goes with its gradients (autograd.py)
-        # a view of another tensor stays that view (tensor_views.py): its base is realized in its place
-        views = [(t, chain) for t in tensors if t._base is not None and (chain := view_chain(t)) is not None]
-        if views:
-            viewed = {id(t) for t, _ in views}
-            bases = {id(t._base): t._base for t, _ in views}  # type: ignore[misc]
-            tensors = [t for t in tensors if id(t) not in viewed and id(t) not in bases] + list(bases.values())
+        # a view stays a view (tensor_views.py): its base is realized in its place, and the view follows it
+        viewed = [t for t in tensors if t._base is not None and view_chain(t) is not None]
+        if viewed:
+            bases: dict[int, Tensor] = {}
+            for t in viewed:
+                if shares_its_base(t) or has_memory(t._base):  # type: ignore[arg-type]
+                    bases[id(t._base)] = t._base  # type: ignore[assignment]
+                else:
+                    t._base = None  # nothing else holds its base: the view's value is its own
+            skip = {id(t) for t in viewed if t._base is not None} | bases.keys()
+            tensors = [t for t in tensors if id(t) not in skip] + list(bases.values())
         # a view of a shared buffer (tensor_shared.py) stays that view: realized, it only writes what is pending
         settled = [(t, r) for t in tensors if (r := shared_view(t)) is not None]
         if settled:
@@ -285,8 +293,6 @@ class Tensor(
         if not todo:
             for t, r in settled:
                 settle(t, r)
-            for t, chain in views:
-                rebase(t, chain)
             return
         computed = [t.node for t in todo if t.node.op is not Op.ASSIGN]
         # one walk of the graph serves the versions of its reads and the schedule (when nothing is assigned)
@@ -315,12 +321,16 @@ class Tensor(
                 # A graph that reads no buffer (constants) is not remembered: recomputing it costs less than a
                 # load, and a step recorded later must not depend on which constants some earlier code realized
                 record_realized(t.node, view, v + ((buf, buf.version),))
-            t.node = view
+            t._set_node(view)
             _holders.setdefault(buf, {})[id(t)] = weakref.ref(t)
         for t, r in settled:
             settle(t, r)
-        for t, chain in views:
-            rebase(t, chain)
+
+    def _set_node(self, node: Node) -> None:
+        """Replace this tensor's node in place (a new value, or its value in memory now): its views follow."""
+        old, self.node = self.node, node
+        if self._views:
+            follow(self, old)
 
     def _contiguous_buffer(self) -> Buffer:
         self.realize()
@@ -401,21 +411,21 @@ class Tensor(
                 msg = f"assign: value of shape {src.shape} does not fit a tensor of shape {self.shape}"
                 raise ValueError(msg) from None
         src = src.cast(self.dtype)
+        if self._base is not None and (chain := view_chain(self)) is not None:
+            if shares_its_base(self):
+                write_view(self, src, chain)  # a view: the write goes to its base (and so to all its views)
+                return self
+            self._base = None  # the only way to that value: its own, written as any tensor's
         if autograd.is_grad_enabled() and not self._leaf_grad and (self.requires_grad or src.requires_grad):
-            self.node = src.node
+            self._set_node(src.node)
             track(self)
             return self
         if (record := shared_view(self)) is not None:
             write(self, record, src)
             return self
-        if self._base is not None and (chain := view_chain(self)) is not None:
-            if shares_its_base(self):
-                write_through(self, src, chain)  # a view: the write goes to its base's memory, now
-                return self
-            self._base = None  # the only way to that memory: its own, written as any tensor's
         self._own_memory()
         old = self.node
-        self.node = Node(Op.ASSIGN, self.dtype, (old, src.node))
+        self._set_node(Node(Op.ASSIGN, self.dtype, (old, src.node)))
         track(self)
         if autograd.needs_grad(old):
             autograd.alias(self.node, old)
@@ -469,7 +479,7 @@ class Tensor(
         dynamic = tuple(st.cast(dtypes.int64).node for st in starts if isinstance(st, Tensor))
         arg = tuple(st if isinstance(st, int) else None for st in starts)
         old = self.node
-        self.node = Node(Op.ASSIGN, self.dtype, (old, *dynamic, src.node), arg)
+        self._set_node(Node(Op.ASSIGN, self.dtype, (old, *dynamic, src.node), arg))
         track(self)
         if autograd.needs_grad(old):
             autograd.alias(self.node, old)
@@ -490,7 +500,7 @@ class Tensor(
         holders.pop(id(self), None)
         fresh = Buffer(buf.device, buf.size, buf.dtype)
         target = buffer_view(Node(Op.BUFFER, buf.dtype, (), fresh), self.shape)
-        self.node = Node(Op.ASSIGN, self.dtype, (target, self.node))
+        self._set_node(Node(Op.ASSIGN, self.dtype, (target, self.node)))
         self.realize()
 
     def cpu(self) -> Tensor:

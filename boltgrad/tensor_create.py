@@ -75,7 +75,10 @@ class CreationMixin:
     @classmethod
     def _const(cls, value: Any, shape: tuple[int, ...], dtype: DType, device: str | None) -> Tensor:
         out = cls._from_node(const_node(value, dtype, Device_.canonicalize(device)))  # type: ignore[attr-defined]
-        return out.reshape((1,) * len(shape)).expand(shape) if shape else out
+        if shape:
+            out = out.reshape((1,) * len(shape)).expand(shape)
+            out._base = None  # a value of its own, whose views (zeros(2, 3)[0]) show it
+        return out
 
     @classmethod
     def full(cls, shape: Sequence[int] | int, fill_value: Any, dtype: Any = None, device: str | None = None,

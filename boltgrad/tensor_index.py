@@ -159,6 +159,12 @@ def _normalize(me: Tensor, index: Any) -> tuple[Tensor, list[Any], list[int | No
     return me.reshape(shape), items, origin
 
 
+def _advanced(index: Any) -> bool:
+    """Whether an index has an advanced part: a list, or an index tensor or array of one or more dims."""
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(it, list) or getattr(it, "ndim", 0) > 0 for it in items)
+
+
 def _as_slice(it: _Adv, n: int) -> slice | None:
     """The slice that picks the same elements as a 1-d list index, if there is one."""
     if it.values is None or it.index.ndim != 1 or not it.values:
@@ -329,7 +335,10 @@ class IndexMixin:
         not (out of range reads 0).
         """
         me: Tensor = self  # type: ignore[assignment]
-        return _read(*_normalize(me, index))
+        out = _read(*_normalize(me, index))
+        if out._base is not None and _advanced(index):
+            out._base = None  # a list read as a slice (x[[0, 2]] as x[0:3:2]) is still a copy, as torch's
+        return out
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """``x[index] = value``: value (a scalar or a tensor broadcast to ``x[index]``) is cast to x's dtype

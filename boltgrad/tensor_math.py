@@ -70,8 +70,8 @@ class MathMixin:
             return me.reshape(padded).expand(shape)  # which says what does not fit
         # the nodes and tensors reshape(padded).expand(shape) makes, without checking again what was just checked
         if padded != mine:
-            me = me._view(Op.RESHAPE, padded)
-        return me if padded == shape else me._view(Op.EXPAND, tuple(shape))
+            me = me._fresh(Op.RESHAPE, padded)  # type: ignore[attr-defined]
+        return me if padded == shape else me._fresh(Op.EXPAND, tuple(shape))  # type: ignore[attr-defined]
 
     def _const_like(self, value: Any, dtype: DType | None = None, shape: tuple[int, ...] | None = None) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]

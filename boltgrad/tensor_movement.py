@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .helpers import prod
 from .ir.node import Node
 from .ir.ops import Op
+from .tensor_views import register
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -49,8 +50,13 @@ class MovementMixin:
         node = self.node
         out = self._from_node(Node(op, node.dtype, (node,), arg))  # type: ignore[attr-defined]
         base = self._base  # type: ignore[attr-defined]
-        out._base = base if base is not None else self  # a view of this tensor's memory (tensor_views.py)
+        register(out, base if base is not None else self)  # a view of this tensor (tensor_views.py)
         return out
+
+    def _fresh(self, op: Op, arg: Any) -> Tensor:
+        """A movement op's result as a tensor of its own, not a view: flip and pad (torch's are copies), and the
+        operands broadcast for an op (nobody else sees them)."""
+        return self._from_node(Node(op, self.node.dtype, (self.node,), arg))  # type: ignore[attr-defined]
 
     def reshape(self, *shape: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
@@ -191,7 +197,7 @@ class MovementMixin:
         me: Tensor = self  # type: ignore[assignment]
         axes = {self._axis(d) for d in _shape_arg(dims)}
         flags = tuple(i in axes and me.shape[i] > 1 for i in range(me.ndim))
-        return self._view(Op.FLIP, flags) if any(flags) else me
+        return self._fresh(Op.FLIP, flags) if any(flags) else me  # a copy, as torch's
 
     def pad(self, pad: Sequence[Any], mode: str = "constant", value: Any = 0) -> Tensor:
         """torch's flat ``(left, right, top, bottom, ...)`` from the last dim, or numpy's ``((before, after), ...)``
@@ -206,9 +212,9 @@ class MovementMixin:
             widths = tuple((max(b, 0), max(a, 0)) for b, a in pairs)
         if not any(b or a for b, a in widths):
             return base
-        out = base._view(Op.PAD, widths)
+        out = base._fresh(Op.PAD, widths)  # a copy, as torch's (a strided slice's pad is a view: slice_dim)
         if value != 0:
-            inside = base._const_like(True, _bool())._view(Op.PAD, widths)
+            inside = base._const_like(True, _bool())._fresh(Op.PAD, widths)
             out = inside._select(out, value)
         return out
 
@@ -316,7 +322,7 @@ class MovementMixin:
         last = me.permute(rest + [d])  # (..., n)
         # size copies of each row, re-read with a stride of n + 1: window[j][i] = row[i + j]
         copies = last.unsqueeze(-2).expand(batch + (size, n)).reshape(batch + (size * n,))
-        skewed = copies.pad([None] * len(batch) + [(0, size)]).reshape(batch + (size, n + 1))
+        skewed = copies._view(Op.PAD, ((0, 0),) * len(batch) + ((0, size),)).reshape(batch + (size, n + 1))
         windows = skewed.shrink([None] * len(batch) + [None, (0, n - size + 1)])  # (..., size, starts)
         windows = slice_dim(windows, len(batch) + 1, slice(None, None, step)).transpose(-1, -2)  # (..., count, size)
         order = list(range(len(batch)))
@@ -339,7 +345,8 @@ class MovementMixin:
         length = max(0, min(rows - lo_r, cols - lo_c))
         square = square.shrink([None] * len(batch) + [(lo_r, lo_r + length), (lo_c, lo_c + length)])
         # row-major, the diagonal is every (length + 1)-th element: pad to length * (length + 1) and fold
-        flat = square.reshape(batch + (length * length,)).pad([None] * len(batch) + [(0, length)])
+        flat = square.reshape(batch + (length * length,))
+        flat = flat._view(Op.PAD, ((0, 0),) * len(batch) + ((0, length),)) if length else flat  # a view, as torch's
         return (
             flat.reshape(batch + (length, length + 1))
             .shrink([None] * len(batch) + [None, (0, 1)])
@@ -440,7 +447,8 @@ def slice_dim(t: Tensor, dim: int, s: slice) -> Tensor:
     # take every step-th element: crop, pad to count*step, fold the step into a new dim, keep its first entry
     last = start + (count - 1) * step + 1
     cropped = t.shrink([None] * dim + [(start, last)])
-    padded = cropped.pad([None] * dim + [(0, count * step - (last - start))] + [None] * (t.ndim - dim - 1))
+    widths = ((0, 0),) * dim + ((0, count * step - (last - start)),) + ((0, 0),) * (t.ndim - dim - 1)
+    padded = cropped._view(Op.PAD, widths) if widths[dim][1] else cropped  # a view, as torch's strided slice
     folded = padded.reshape(t.shape[:dim] + (count, step) + t.shape[dim + 1 :])
     return folded.shrink([None] * (dim + 1) + [(0, 1)]).reshape(t.shape[:dim] + (count,) + t.shape[dim + 1 :])
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from .device.buffer import Buffer
 from .ir.node import Node, toposort
 from .ir.ops import Op
-from .tensor_views import aliases, is_view, memory_of
+from .schedule.schedule import as_contiguous_buffer
+from .tensor_views import aliases, memory_of
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -51,10 +52,16 @@ def live_lazy() -> list[Tensor]:
     if not tracked:
         return []
     # (a tensor an assign made lazy again is listed twice: keep one, by identity; == on tensors is elementwise)
-    live = list({id(t): t for r in tracked if (t := r()) is not None and not is_view(t.node)}.values())
+    live = list({id(t): t for r in tracked if (t := r()) is not None and not _settled(t)}.values())
     tracked[:] = [weakref.ref(t) for t in live]
     prune_past = max(512, 2 * len(tracked))
     return live
+
+
+def _settled(t: Tensor) -> bool:
+    """Whether ``t`` needs no computing before a write: in memory of its own, or a view (of another tensor, which is
+    the one computed, or of a shared buffer). A copy made by view ops (``repeat``, ``x[[0, 1]]``) is a value."""
+    return as_contiguous_buffer(t.node) is not None or aliases(t)
 
 
 def written_buffers(order: Iterable[Node]) -> set[int]:

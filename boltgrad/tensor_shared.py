@@ -67,8 +67,8 @@ def share(t: Tensor, whole: Tensor, offset: int) -> None:
     if t._leaf_grad:
         autograd.unregister_leaf(t.node)
         autograd.register_leaf(record.view, t)
-    t.node = record.view
     t._base = None  # a view of the shared buffer now, and of nothing else
+    t._set_node(record.view)
     _shared[id(t)] = record
 
 
@@ -95,7 +95,8 @@ def write(t: Tensor, record: SharedView, value: Tensor) -> None:
     flat buffer keeps the loops (and the register tiles) it has when written to a buffer of its own."""
     old = t.node
     block = Node(Op.ASSIGN, t.dtype, (record.whole, value.node), (record.offset,))
-    t.node = record.pending_view = record.view_of(block, t.shape)
+    record.pending_view = record.view_of(block, t.shape)
+    t._set_node(record.pending_view)
     record.pending = block
     if autograd.needs_grad(old):
         autograd.alias(t.node, old)
@@ -103,5 +104,5 @@ def write(t: Tensor, record: SharedView, value: Tensor) -> None:
 
 def settle(t: Tensor, record: SharedView) -> None:
     """After the pending write was realized: ``t`` is the plain view again."""
-    t.node = record.view
+    t._set_node(record.view)
     record.pending = record.pending_view = None

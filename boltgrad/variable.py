@@ -51,7 +51,7 @@ class Variable(Tensor):
         self.var = var(_PREFIX + name, min, max)
         self._leaf_grad = False
         self.grad = None
-        self._base = None
+        self._base = self._views = None
         self.bind(min if value is None else value)
         _live[name] = self
 

@@ -277,10 +277,10 @@ def test_data_is_a_view_outside_autograd():
 
 def test_copies_are_not_views_and_expanded_views_refuse_writes():
     x = Tensor([1.0, 2.0, 3.0, 4.0]).contiguous().realize()
-    for copy in (x[::2], x.flip(0), x.repeat(2), x.pad((1, 1)), x * 1):
+    for copy in (x.flip(0), x[::-1], x.repeat(2), x.pad((1, 1)), x * 1, x.clone(), x[[0, 2]]):
         copy += 10
     assert x.tolist() == [1.0, 2.0, 3.0, 4.0]
-    with pytest.raises(RuntimeError, match="expands its base"):
+    with pytest.raises(RuntimeError, match="made with expand"):
         x[0:1].expand(3).add_(1)
     fresh = Tensor.full((4,), 2.0)  # a constant broadcast has no memory: not a view of anything
     fresh += 1
