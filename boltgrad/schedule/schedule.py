@@ -309,7 +309,9 @@ def _kernel_item(
     """Build the AST of the kernel computing ``root``: materialized inputs become PARAM placeholders.
     ``body`` is ``toposort_until(root, chosen)``."""
     value = root.src[-1] if root.op in (Op.CONTIGUOUS, Op.ASSIGN) else root
-    params: dict[Buffer, Node] = {}
+    # the target, when the value reads it (x.assign(x * 2)), is read through the output's own pointer: two
+    # pointers to one buffer would break the kernel's promise that its pointers do not alias (restrict)
+    params: dict[Buffer, Node] = {out: Node(Op.PARAM, out.dtype, (), (0, (out.size,)))}
     bufs: list[Buffer] = [out]
     var_values: dict[Node, int] = {}
     memo: dict[Node, Node] = {}

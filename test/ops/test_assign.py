@@ -297,3 +297,14 @@ def test_a_view_realized_stays_a_view_and_two_views_alias():
     twin = (x * 1).realize()  # an equal graph: one buffer for both, until one is written
     shared[0:1].fill_(0.0)
     assert shared.tolist() == [0.0, 12.0, 3.0, 4.0] and twin.tolist() == [11.0, 12.0, 3.0, 4.0]
+
+
+def test_an_in_place_kernel_reads_its_target_through_its_output_pointer():
+    """The kernel's pointers promise not to alias (``restrict``): the target is one parameter, read and written."""
+    from boltgrad.schedule.schedule import create_schedule
+
+    x, b = Tensor.arange(8.0).contiguous().realize(), Tensor.ones(8).contiguous().realize()
+    x.assign(x * 2 + b)
+    (item,) = create_schedule([x.node]).items
+    assert len(item.buffers) == len({id(buf) for buf in item.buffers}) == 2
+    assert x.tolist() == [2.0 * i + 1 for i in range(8)]
