@@ -131,6 +131,13 @@ class MovementMixin:
     def mT(self) -> Tensor:  # noqa: N802
         return self.transpose(-2, -1)
 
+    def t(self) -> Tensor:
+        """torch's ``t()``: a 2-d tensor transposed (a view); 0-d and 1-d ones as they are."""
+        me: Tensor = self  # type: ignore[assignment]
+        if me.ndim > 2:
+            raise ValueError(f"t() expects a tensor of at most 2 dims, got {me.ndim}: use transpose(dim0, dim1) or .mT")
+        return self.T
+
     def expand(self, *shape: Any) -> Tensor:
         me: Tensor = self  # type: ignore[assignment]
         new = _shape_arg(shape)

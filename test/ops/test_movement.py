@@ -48,6 +48,8 @@ def test_permute_transpose(device):
         check(lambda x: x.T.T, (3, 5), device=device)
         check(lambda x: x.mT, ARANGE_234, device=device)
         check(lambda x: x.permute(1, 0), (0, 3), device=device)
+        check(lambda x: x.t(), (3, 5), device=device)
+        check(lambda x: x.t(), (4,), device=device)
 
 
 @on_devices
