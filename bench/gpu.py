@@ -2,7 +2,7 @@
 
     python -m bench.gpu                  # the table (about a minute on an H100)
     python -m bench.gpu --quick          # smaller inputs, fewer calls
-    python -m bench.gpu --sweep          # also time other matmul tiles (codegen/gpu.py's GPUTarget.tile)
+    python -m bench.gpu --sweep          # also time other GPU targets: matmul and tensor-core tiles, row blocks
     python -m bench.gpu --json out.json
 
 Rows: float32 matmul 4096 (PyTorch with TF32 off, so both do IEEE float32 math), float16 matmul 4096, an
@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -157,27 +157,43 @@ def run(device: str, quick: bool, sweep: bool) -> list[Row]:
                     torch_s / bolt_s, ">= 1.0x torch eager", ok, torch_s / bolt_s >= 1.0, graph))  # fmt: skip
 
     if sweep and not smoke:
-        rows += sweep_tiles(torch, n, budget)
+        a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+        workloads = {"matmul float32": (lambda x, y: x @ y, [a, b], 0.5),
+                     "matmul float16": (lambda x, y: x @ y, [a.astype(np.float16), b.astype(np.float16)], 0.5),
+                     "softmax": (lambda t: t.softmax(-1), [m], 1e-5), "layernorm": (layer_norm, [m], 1e-3)}  # fmt: skip
+        rows += sweep_targets(torch, workloads, budget / 3)
     return rows
 
 
-def sweep_tiles(torch: Any, n: int, budget: float, renderer: str = "cuda") -> list[Row]:
-    """The float32 matmul with other tiles of the GPU target (fresh compiles each): which one to make default."""
-    rng = np.random.default_rng(1)
-    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+# (what it varies, GPUTarget fields): each is timed with fresh compiles, to choose the defaults from one GPU run.
+# Matmul tiles: threads (y, x), outputs per thread (y, x), k step, and the blocks that must fit on an SM; tensor
+# cores: warps (y, x), 16x8 instructions per warp (y, x), k step; row kernels: threads per row (reduce_block)
+SWEEP = {
+    "matmul float32": [{"tile": t, "matmul_blocks_per_sm": b} for t, b in [
+        ((16, 16, 8, 8, 8), 1), ((16, 16, 8, 8, 8), 2), ((16, 16, 8, 8, 16), 2), ((16, 16, 4, 4, 16), 3),
+        ((16, 16, 4, 4, 16), 4), ((16, 8, 8, 8, 8), 4), ((8, 16, 8, 8, 16), 4)]],
+    "matmul float16": [{"mma_tile": t, "mma_blocks_per_sm": b} for t, b in [
+        ((2, 4, 4, 4, 32), 1), ((2, 4, 4, 4, 32), 2), ((2, 4, 4, 4, 16), 2), ((2, 2, 4, 4, 32), 3),
+        ((4, 2, 2, 4, 32), 2)]],
+    "softmax": [{"reduce_block": b} for b in (128, 256, 512, 1024)],
+    "layernorm": [{"reduce_block": b} for b in (128, 256, 512, 1024)],
+}  # fmt: skip
+
+
+def sweep_targets(torch: Any, workloads: dict[str, tuple[Callable[..., Any], list[np.ndarray], float]], budget: float,
+                  renderer: str = "cuda") -> list[Row]:  # fmt: skip
+    """Each workload (name: function, inputs, atol) with the GPU target's variants in ``SWEEP`` (fresh compiles)."""
     default = gpu.GPU_TARGETS[renderer]
     out = []
-    # (tile, blocks per SM): threads (y, x), outputs per thread (y, x), k step; blocks that must fit on an SM
-    tiles = [((16, 16, 8, 8, 8), 1), ((16, 16, 8, 8, 8), 2), ((16, 16, 8, 8, 16), 2), ((16, 16, 4, 4, 16), 3),
-             ((16, 16, 4, 4, 16), 4), ((16, 8, 8, 8, 8), 4), ((8, 16, 8, 8, 16), 4)]  # fmt: skip
     try:
-        for tile, per_sm in tiles:
-            gpu.GPU_TARGETS[renderer] = gpu.GPUTarget(tile=tile, matmul_blocks_per_sm=per_sm)
-            realize._compiled.clear()
-            bolt_s, torch_s, ok, graph = bolt_and_torch(lambda x, y: x @ y, [a, b], torch, budget, atol=0.5)
-            rate = f"{2 * n**3 / bolt_s / 1e12:.1f} TFLOP/s"
-            out.append(Row(f"  tile {tile} x{per_sm}", bolt_s * 1e3, torch_s * 1e3, rate, torch_s / bolt_s, "(sweep)",
-                           ok, True, graph))  # fmt: skip
+        for name, (fn, arrays, atol) in workloads.items():
+            for fields in SWEEP[name]:
+                gpu.GPU_TARGETS[renderer] = replace(default, **fields)
+                realize._compiled.clear()
+                bolt_s, torch_s, ok, graph = bolt_and_torch(fn, arrays, torch, budget, atol=atol)
+                label = " ".join(f"{k}={v}" for k, v in fields.items())
+                out.append(Row(f"  {name}: {label}", bolt_s * 1e3, torch_s * 1e3, "", torch_s / bolt_s, "(sweep)", ok,
+                               True, graph))  # fmt: skip
     finally:
         gpu.GPU_TARGETS[renderer] = default
         realize._compiled.clear()
@@ -197,7 +213,7 @@ def print_table(rows: list[Row]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--sweep", action="store_true", help="also time other matmul tiles")
+    parser.add_argument("--sweep", action="store_true", help="also time other matmul tiles and row blocks")
     parser.add_argument("--json", default=None, help="write the rows here")
     parser.add_argument("--device", default="CUDA", help="CUDA; another device (CPU) runs tiny sizes: a smoke test")
     args = parser.parse_args(argv)
