@@ -275,10 +275,12 @@ class Tensor(
         if viewed:
             bases: dict[int, Tensor] = {}
             for t in viewed:
-                if shares_its_base(t) or has_memory(t._base):  # type: ignore[arg-type]
+                if shares_its_base(t) or has_memory(t._base) or t._base.numel() <= t.numel():  # type: ignore[union-attr]
+                    # (a view of all its base, as the permuted output of a convolution: the base costs no more, and
+                    # the view then needs no copy)
                     bases[id(t._base)] = t._base  # type: ignore[assignment]
                 else:
-                    t._base = None  # nothing else holds its base: the view's value is its own
+                    t._base = None  # a part of a value nothing else holds (model(x)[:, -1]): computed alone
             skip = {id(t) for t in viewed if t._base is not None} | bases.keys()
             tensors = [t for t in tensors if id(t) not in skip] + list(bases.values())
         # a view of a shared buffer (tensor_shared.py) stays that view: realized, it only writes what is pending

@@ -25,12 +25,13 @@ from ..ir.ops import ELEMENTWISE, MOVEMENT, Op
 
 
 def as_contiguous_buffer(n: Node) -> Node | None:
-    """The BUFFER node when n is a contiguous view of a whole buffer (a reshape of it), else None."""
+    """The BUFFER node when n is a contiguous view of a whole buffer (reshapes of it), else None."""
     if n.op is Op.BUFFER:
         return n
-    if n.op is Op.RESHAPE and n.src[0].op is Op.BUFFER and prod(n.shape) == n.src[0].arg.size:
-        return n.src[0]
-    return None
+    below = n
+    while below.op is Op.RESHAPE:
+        below = below.src[0]
+    return below if below.op is Op.BUFFER and prod(n.shape) == below.arg.size else None
 
 
 def device_of(n: Node) -> str:

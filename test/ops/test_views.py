@@ -164,3 +164,14 @@ def test_a_tensor_forgets_its_dead_views():
     for _ in range(1000):
         w.T.sum()  # a view made and dropped, as a forward pass does with a weight
     assert len(w._views or ()) <= 32
+
+
+def test_a_view_of_all_of_a_value_computes_that_value_and_stays_a_view():
+    """A permutation (a convolution's output in its batch-first order) of a value nobody else holds: the value is
+    computed once, and the view reads it where it is, with no copy."""
+    x = boltgrad.Tensor.arange(12.0).reshape(3, 4)
+    t = (x * 2).T
+    boltgrad.stats.reset()
+    t.realize()
+    assert boltgrad.stats.kernels == 1 and t._base is not None and as_contiguous_buffer(t._base.node) is not None
+    assert t.tolist() == (x * 2).numpy().T.tolist()
