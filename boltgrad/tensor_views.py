@@ -8,7 +8,8 @@ view of a view has the same base). x remembers its views weakly (``Tensor._views
 - **Reading.** Whenever x's node is replaced in place (realized, assigned, written through a view, a new version
   under autograd), its live views are rebased on the new node (``follow``): a view always shows its base's current
   value, lazy or not, as torch's does. Realizing a view realizes its base in its place, and the view stays a chain
-  of view ops over the base's buffer; a view whose base nothing else holds owns that value (``shares_its_base``).
+  of view ops over the base's buffer; a view of a part of a value nothing else holds (``shares_its_base``) owns
+  that value and is computed alone.
 - **Writing.** An in-place write to a view writes its base (``write``): the value is mapped back through the chain
   (a reshape back, the inverse permutation, a pad where a shrink cut, a shrink where a pad added) and selected
   into the base with a mask, one kernel. A base in memory is assigned, lazily; a base not computed yet, or one
