@@ -175,3 +175,20 @@ def test_a_view_of_all_of_a_value_computes_that_value_and_stays_a_view():
     t.realize()
     assert boltgrad.stats.kernels == 1 and t._base is not None and as_contiguous_buffer(t._base.node) is not None
     assert t.tolist() == (x * 2).numpy().T.tolist()
+
+
+def test_a_jitted_step_writes_its_state_through_views():
+    def program(lib, jit):
+        s = lib.zeros(3, 4)
+
+        def step(x):
+            s[1].add_(x)
+            s.T[0].mul_(2)
+            return (s * 1).sum()
+
+        step = jit(step)
+        return [step(lib.ones(4) * i).item() for i in range(1, 6)], s
+
+    theirs = _as_list(program(torch, lambda f: f))
+    ours = _as_list(program(boltgrad, boltgrad.jit))
+    assert ours == theirs
