@@ -329,7 +329,8 @@ class MovementMixin:
         last = me.permute(rest + [d])  # (..., n)
         # size copies of each row, re-read with a stride of n + 1: window[j][i] = row[i + j]
         copies = last.unsqueeze(-2).expand(batch + (size, n)).reshape(batch + (size * n,))
-        skewed = copies._view(Op.PAD, ((0, 0),) * len(batch) + ((0, size),)).reshape(batch + (size, n + 1))
+        skewed = copies._view(Op.PAD, ((0, 0),) * len(batch) + ((0, size),)) if size else copies
+        skewed = skewed.reshape(batch + (size, n + 1))
         windows = skewed.shrink([None] * len(batch) + [None, (0, n - size + 1)])  # (..., size, starts)
         windows = slice_dim(windows, len(batch) + 1, slice(None, None, step)).transpose(-1, -2)  # (..., count, size)
         order = list(range(len(batch)))

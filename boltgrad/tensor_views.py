@@ -58,7 +58,7 @@ def has_memory(t: Tensor) -> bool:
 
 
 def register(view: Tensor, base: Tensor) -> None:
-    """``view`` (a new tensor) is a view of ``base`` (``Tensor._view`` and ``detach`` inline this)."""
+    """``view`` (a new tensor) is a view of ``base`` (``Tensor._view`` and ``detach`` call this)."""
     view._base = base
     views = base._views
     if views is None:
