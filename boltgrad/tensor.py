@@ -271,17 +271,15 @@ class Tensor(
     def realize_all(tensors: Sequence[Tensor]) -> None:
         tensors = [*tensors, *autograd.take_pending_roots()]  # a loss goes with its gradients (autograd.py)
         # a view stays a view (tensor_views.py): its base is realized in its place, and the view follows it
-        viewed = [t for t in tensors if t._base is not None and view_chain(t) is not None]
+        viewed = [(t, chain) for t in tensors if t._base is not None and (chain := view_chain(t)) is not None]
         if viewed:
             bases: dict[int, Tensor] = {}
-            for t in viewed:
-                if shares_its_base(t) or has_memory(t._base) or t._base.numel() <= t.numel():  # type: ignore[union-attr]
-                    # (a view of all its base, as the permuted output of a convolution: the base costs no more, and
-                    # the view then needs no copy)
+            for t, chain in viewed:
+                if shares_its_base(t) or has_memory(t._base) or _moves_all_of_its_base(t, chain):  # type: ignore[arg-type]
                     bases[id(t._base)] = t._base  # type: ignore[assignment]
                 else:
-                    t._base = None  # a part of a value nothing else holds (model(x)[:, -1]): computed alone
-            skip = {id(t) for t in viewed if t._base is not None} | bases.keys()
+                    t._base = None  # a part, or a reshape, of a value nothing else holds: computed alone
+            skip = {id(t) for t, _ in viewed if t._base is not None} | bases.keys()
             tensors = [t for t in tensors if id(t) not in skip] + list(bases.values())
         # a view of a shared buffer (tensor_shared.py) stays that view: realized, it only writes what is pending
         settled = [(t, r) for t in tensors if (r := shared_view(t)) is not None]
@@ -556,6 +554,13 @@ class Tensor(
 
     def bool(self) -> Tensor:
         return self.cast(dtypes.bool_)
+
+
+def _moves_all_of_its_base(view: Tensor, chain: list[Node]) -> bool:
+    """Whether ``view`` shows all of its base's elements, moved (a convolution's batch-first output, a permutation of
+    the value it computes): computing the base costs no more, and the view then needs no copy. (A reshape is
+    computed as the view itself: the same kernel, and its own shape.)"""
+    return view._base.numel() <= view.numel() and any(n.op not in (Op.RESHAPE, Op.DETACH) for n in chain)  # type: ignore[union-attr]
 
 
 def zeroed(shape: tuple[int, ...], dtype: DType, device: str | None = None) -> Tensor:
