@@ -115,6 +115,13 @@ def _copies_stay_copies(lib, settle):
     return x, flipped, rep, padded, picked
 
 
+def _copies_made_of_view_ops_keep_the_old_values(lib, settle):
+    x = settle(lib.tensor([1.0, 2.0, 3.0]).contiguous())
+    rep, picked, flipped = x.repeat(2), x[[0, 1]], x.flip(0)  # values of their own, not computed yet
+    x.add_(1)
+    return rep, picked, flipped, x
+
+
 PROGRAMS = [
     _row_of_lazy_zeros,
     _view_of_a_value_not_computed_yet,
@@ -127,6 +134,7 @@ PROGRAMS = [
     _a_value_written_into_a_view_gets_its_gradient,
     _a_write_under_no_grad_to_a_leaf_view,
     _copies_stay_copies,
+    _copies_made_of_view_ops_keep_the_old_values,
 ]
 
 
