@@ -40,7 +40,7 @@ from .tensor_reduce import ReduceMixin
 from .tensor_shared import settle, shared_view, write
 from .tensor_sort import SortMixin
 from .tensor_special import SpecialMixin
-from .tensor_views import follow, has_memory, register, shares_its_base, view_chain
+from .tensor_views import follow, has_memory, moves_all_of_its_base, register, shares_its_base, view_chain
 from .tensor_views import write as write_view
 
 Scalar = bool | int | float
@@ -275,7 +275,7 @@ class Tensor(
         if viewed:
             bases: dict[int, Tensor] = {}
             for t, chain in viewed:
-                if shares_its_base(t) or has_memory(t._base) or _moves_all_of_its_base(t, chain):  # type: ignore[arg-type]
+                if shares_its_base(t) or has_memory(t._base) or moves_all_of_its_base(t, chain):  # type: ignore[arg-type]
                     bases[id(t._base)] = t._base  # type: ignore[assignment]
                 else:
                     t._base = None  # a part, or a reshape, of a value nothing else holds: computed alone
@@ -554,13 +554,6 @@ class Tensor(
 
     def bool(self) -> Tensor:
         return self.cast(dtypes.bool_)
-
-
-def _moves_all_of_its_base(view: Tensor, chain: list[Node]) -> bool:
-    """Whether ``view`` shows all of its base's elements, moved (a convolution's batch-first output, a permutation of
-    the value it computes): computing the base costs no more, and the view then needs no copy. (A reshape is
-    computed as the view itself: the same kernel, and its own shape.)"""
-    return view._base.numel() <= view.numel() and any(n.op not in (Op.RESHAPE, Op.DETACH) for n in chain)  # type: ignore[union-attr]
 
 
 def zeroed(shape: tuple[int, ...], dtype: DType, device: str | None = None) -> Tensor:

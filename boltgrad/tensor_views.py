@@ -98,6 +98,15 @@ def shares_its_base(view: Tensor) -> bool:
     return sys.getrefcount(view._base) > 2  # (view._base, and the argument of getrefcount)
 
 
+def moves_all_of_its_base(view: Tensor, chain: list[Node]) -> bool:
+    """Whether ``view`` shows all of its base's elements, moved (a convolution's batch-first output, a permutation of
+    the value it computes): realizing the base costs no more, and the view then needs no copy. (A reshape is
+    computed as the view itself: the same kernel, in the view's own shape.)"""
+    base = view._base
+    assert base is not None
+    return base.numel() <= view.numel() and any(n.op not in (Op.RESHAPE, Op.DETACH) for n in chain)
+
+
 def follow(base: Tensor, old: Node) -> None:
     """``base``'s node was ``old`` and is replaced in place (same shape, device and dtype; new values or the same
     ones in memory now): its live views are rebased on the new node. Views of ``old`` that are no longer (given a
