@@ -210,6 +210,19 @@ def print_table(rows: list[Row]) -> None:
               f"{r.target}: {mark}{flag}")  # fmt: skip
 
 
+def sweep_winners(rows: list[Row]) -> list[str]:
+    """One line per swept workload: its fastest variant whose values agree with torch's (the default is among the
+    variants), so that one GPU run says which defaults to change."""
+    best: dict[str, Row] = {}
+    for r in rows:
+        if r.target == "(sweep)" and r.ok:
+            name = r.name.strip().split(":")[0]
+            if name not in best or r.bolt_ms < best[name].bolt_ms:
+                best[name] = r
+    return [f"fastest {name}: {r.name.strip().split(': ', 1)[1]} ({r.bolt_ms:.3f} ms, {r.ratio:.2f}x torch)"
+            for name, r in best.items()]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -224,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.device}: {status.detail}")
     rows = run(args.device, args.quick, args.sweep)
     print_table(rows)
+    for line in sweep_winners(rows):
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": status.detail, "rows": [asdict(r) for r in rows]}, f, indent=1)

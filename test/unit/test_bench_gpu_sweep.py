@@ -26,4 +26,7 @@ def test_a_sweep_runs_each_variant_with_fresh_compiles_and_checks_it(monkeypatch
     rows = bench_gpu.sweep_targets(torch, {"softmax": (lambda t: t.softmax(-1), [rows_of], 1e-5)}, 0.0, "python_gpu")
     assert [r.name for r in rows] == ["  softmax: reduce_block=32", "  softmax: reduce_block=64"]
     assert all(r.ok for r in rows)
+    (winner,) = bench_gpu.sweep_winners(rows)
+    fastest = min(rows, key=lambda r: r.bolt_ms)
+    assert winner.startswith(f"fastest softmax: {fastest.name.strip().split(': ')[1]} (")
     assert gpu.GPU_TARGETS["python_gpu"] is gpu.EMULATED_TARGET  # the default is back
