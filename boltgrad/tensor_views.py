@@ -32,6 +32,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from . import autograd
+from .ir import dtypes
 from .ir.node import Node
 from .ir.ops import Op
 from .tensor_shared import shared_view
@@ -144,11 +145,10 @@ def write(view: Tensor, value: Tensor, chain: list[Node]) -> None:
         raise RuntimeError(f"in-place write to a view of a leaf tensor that requires grad ({list(base.shape)}): "
                            "autograd cannot see it. fix: write under boltgrad.no_grad() (as an initialization "
                            "does), or to a copy (.clone())")  # fmt: skip
-    from .tensor import Tensor
     from .tensor_readers import track
 
     with autograd.no_grad():
-        inside = Tensor.ones(*view.shape, dtype="bool", device=view.device)
+        inside = view._const_like(True, dtypes.bool_)
         for n in chain:  # top first: from each op's shape back to its source's
             inside = _unview(n, inside)
     if grad or not has_memory(base):

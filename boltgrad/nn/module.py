@@ -413,8 +413,8 @@ def _move(t: Tensor, device: str | None, dtype: Any) -> None:
     leaf = t._leaf_grad
     if leaf:
         t.requires_grad = False  # a leaf is known by its node: forget the old one...
-    t.node = moved.node
     t._base = None  # a copy of its own
+    t._set_node(moved.node)  # (its views, on the old device, keep the old values)
     if leaf:
         t.requires_grad = True  # ...and register the new one
     if t.grad is not None:
